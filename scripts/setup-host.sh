@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepares a Debian/Ubuntu host for stepexec: the packages it and its tests
+# need, and (with --test-user NAME) an unprivileged user with a subuid/subgid
+# range for the integration suite. Needs root; safe to run again.
+set -euo pipefail
+
+test_user=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --test-user) test_user="$2"; shift 2 ;;
+    *) echo "setup-host.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-host.sh: run as root (it installs packages and creates users)" >&2
+  exit 1
+fi
+
+# uidmap: newuidmap/newgidmap. libseccomp-dev: the seccomp build tag.
+# skopeo, umoci, podman: interop checks in the integration suite.
+pkgs=(uidmap gcc pkg-config libseccomp-dev skopeo umoci podman ca-certificates curl)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -n "$test_user" ]; then
+  if ! id -u "$test_user" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash "$test_user"
+  fi
+  # A range of its own that overlaps no other entry: 65536 ids from 200000.
+  for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    grep -q "^$test_user:" "$f" || echo "$test_user:200000:65536" >> "$f"
+  done
+fi
