@@ -1,0 +1,308 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// OCI layer whiteout names (image-spec layer.md).
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// WriteLayerTar walks an overlay upper directory and writes it as an OCI
+// layer tar to w. It returns the number of tar entries written (files,
+// directories, links, devices, whiteouts) and the bytes of regular-file
+// content.
+//
+// The output is deterministic for a given tree: entries come in tree order
+// (siblings sorted by their on-disk name bytes, a directory before its
+// children; a whiteout sits where the name it hides would), headers
+// are PAX with no atime/ctime, empty uname/gname, and mtime truncated to whole
+// seconds (as moby/BuildKit do). Paths are relative with no "./" prefix;
+// directories end in "/". The upper directory itself is not an entry.
+//
+// Overlay's own markers are translated: a whiteout (character device 0/0)
+// becomes an empty regular file DIR/.wh.NAME; an opaque directory
+// (user.overlay.opaque or trusted.overlay.opaque = "y") becomes the directory
+// entry followed by DIR/.wh..wh..opq. Extended attributes in the overlay
+// namespaces are never copied; all others (user.*, security.capability,
+// trusted.*) go into SCHILY.xattr.* PAX records. Files with several links
+// inside the layer become hard links (TypeLink) to the first path written.
+// Sockets are skipped: tar cannot hold them.
+func WriteLayerTar(w io.Writer, upper string) (files int, bytes int64, err error) {
+	return writeLayerTar(context.Background(), w, upper)
+}
+
+type inodeKey struct {
+	dev, ino uint64
+}
+
+type layerWriter struct {
+	ctx   context.Context
+	tw    *tar.Writer
+	upper string
+	links map[inodeKey]string // first tar path of each multiply-linked inode
+	files int
+	bytes int64
+	buf   []byte
+}
+
+func writeLayerTar(ctx context.Context, w io.Writer, upper string) (int, int64, error) {
+	lw := &layerWriter{
+		ctx:   ctx,
+		tw:    tar.NewWriter(w),
+		upper: upper,
+		links: map[inodeKey]string{},
+		buf:   make([]byte, 128<<10),
+	}
+	if err := lw.walkDir(""); err != nil {
+		return lw.files, lw.bytes, err
+	}
+	if err := lw.tw.Close(); err != nil {
+		return lw.files, lw.bytes, fmt.Errorf("finishing layer tar of %s: %w", upper, err)
+	}
+	return lw.files, lw.bytes, nil
+}
+
+// walkDir writes the entries of the directory rel (relative to upper, "" for
+// upper itself) and, recursively, their children.
+func (lw *layerWriter) walkDir(rel string) error {
+	dir := filepath.Join(lw.upper, rel)
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("reading directory %s: %w", dir, err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := lw.ctx.Err(); err != nil {
+			return err
+		}
+		if err := lw.writeEntry(path.Join(rel, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (lw *layerWriter) writeEntry(rel string) error {
+	full := filepath.Join(lw.upper, rel)
+	var st unix.Stat_t
+	if err := unix.Lstat(full, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", full, err)
+	}
+	hdr := &tar.Header{
+		Name:    rel,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: time.Unix(st.Mtim.Sec, 0),
+		Format:  tar.FormatPAX,
+	}
+	fmtType := st.Mode & unix.S_IFMT
+
+	// Overlay whiteouts are checked before hard links: the kernel shares
+	// one inode among whiteouts, so they often have nlink > 1.
+	if fmtType == unix.S_IFCHR && st.Rdev == 0 {
+		dir, base := path.Split(rel)
+		hdr.Name = dir + whiteoutPrefix + base
+		hdr.Typeflag = tar.TypeReg
+		hdr.Mode = 0o600
+		return lw.writeHeader(hdr, full)
+	}
+
+	xattrs, opaque, err := readXattrs(full, fmtType == unix.S_IFDIR)
+	if err != nil {
+		return err
+	}
+	if len(xattrs) > 0 {
+		hdr.PAXRecords = make(map[string]string, len(xattrs))
+		for k, v := range xattrs {
+			hdr.PAXRecords["SCHILY.xattr."+k] = v
+		}
+	}
+
+	switch fmtType {
+	case unix.S_IFDIR:
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name = rel + "/"
+		if err := lw.writeHeader(hdr, full); err != nil {
+			return err
+		}
+		if opaque {
+			wh := &tar.Header{
+				Typeflag: tar.TypeReg,
+				Name:     rel + "/" + whiteoutOpaque,
+				Mode:     hdr.Mode & 0o777,
+				Uid:      hdr.Uid,
+				Gid:      hdr.Gid,
+				ModTime:  hdr.ModTime,
+				Format:   tar.FormatPAX,
+			}
+			if err := lw.writeHeader(wh, full); err != nil {
+				return err
+			}
+		}
+		return lw.walkDir(rel)
+	case unix.S_IFREG:
+		if st.Nlink > 1 {
+			key := inodeKey{dev: st.Dev, ino: st.Ino}
+			if first, ok := lw.links[key]; ok {
+				hdr.Typeflag = tar.TypeLink
+				hdr.Linkname = first
+				return lw.writeHeader(hdr, full)
+			}
+			lw.links[key] = rel
+		}
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = st.Size
+		if err := lw.writeHeader(hdr, full); err != nil {
+			return err
+		}
+		return lw.copyFile(full, st.Size)
+	case unix.S_IFLNK:
+		target, err := os.Readlink(full)
+		if err != nil {
+			return fmt.Errorf("reading symlink %s: %w", full, err)
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+		return lw.writeHeader(hdr, full)
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+		return lw.writeHeader(hdr, full)
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if fmtType == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor = int64(unix.Major(st.Rdev))
+		hdr.Devminor = int64(unix.Minor(st.Rdev))
+		return lw.writeHeader(hdr, full)
+	case unix.S_IFSOCK:
+		return nil
+	default:
+		return fmt.Errorf("%s: unsupported file type %#o", full, fmtType)
+	}
+}
+
+func (lw *layerWriter) writeHeader(hdr *tar.Header, full string) error {
+	if err := lw.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("writing tar header for %s: %w", full, err)
+	}
+	lw.files++
+	return nil
+}
+
+func (lw *layerWriter) copyFile(full string, size int64) error {
+	f, err := os.Open(full)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", full, err)
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(lw.tw, io.LimitReader(f, size), lw.buf)
+	lw.bytes += n
+	if err != nil {
+		return fmt.Errorf("copying %s into the layer tar: %w", full, err)
+	}
+	if n != size {
+		return fmt.Errorf("copying %s into the layer tar: file shrank from %d to %d bytes while reading", full, size, n)
+	}
+	return nil
+}
+
+// isOverlayXattr reports whether name belongs to overlayfs itself
+// (trusted.overlay.*, user.overlay.*): never part of image content.
+func isOverlayXattr(name string) bool {
+	_, rest, ok := strings.Cut(name, ".")
+	return ok && strings.HasPrefix(rest, "overlay.")
+}
+
+// readXattrs returns the file's extended attributes minus overlay's own, and
+// whether a directory is marked opaque.
+func readXattrs(full string, isDir bool) (map[string]string, bool, error) {
+	names, err := listXattrs(full)
+	if err != nil {
+		return nil, false, err
+	}
+	var out map[string]string
+	opaque := false
+	for _, name := range names {
+		val, err := getXattr(full, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since listing
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if isOverlayXattr(name) {
+			if isDir && strings.HasSuffix(name, ".overlay.opaque") && string(val) == "y" {
+				opaque = true
+			}
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = string(val)
+	}
+	return out, opaque, nil
+}
+
+func listXattrs(full string) ([]string, error) {
+	size := 256
+	for {
+		buf := make([]byte, size)
+		n, err := unix.Llistxattr(full, buf)
+		if errors.Is(err, unix.ERANGE) {
+			size *= 4
+			continue
+		}
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing xattrs of %s: %w", full, err)
+		}
+		var names []string
+		for _, name := range strings.Split(string(buf[:n]), "\x00") {
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(full, name string) ([]byte, error) {
+	size := 256
+	for {
+		buf := make([]byte, size)
+		n, err := unix.Lgetxattr(full, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			size *= 4
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading xattr %s of %s: %w", name, full, err)
+		}
+		return buf[:n], nil
+	}
+}

@@ -1,0 +1,69 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+)
+
+// Layer is a committed, immutable layer in the store.
+type Layer struct {
+	ID     string
+	Parent string
+	DiffID digest.Digest // sha256 of the uncompressed tar
+	Size   int64         // uncompressed tar size
+}
+
+func toLayer(l *storage.Layer) Layer {
+	return Layer{ID: l.ID, Parent: l.Parent, DiffID: l.UncompressedDigest, Size: l.UncompressedSize}
+}
+
+// Layer returns the layer with the given ID (or name).
+func (s *Store) Layer(id string) (Layer, error) {
+	l, err := s.store.Layer(id)
+	if err != nil {
+		return Layer{}, fmt.Errorf("snapshot: layer %s: %w", id, err)
+	}
+	return toLayer(l), nil
+}
+
+// Layers lists every layer in the store, including those other tools made.
+func (s *Store) Layers() ([]Layer, error) {
+	ls, err := s.store.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: listing layers of %s: %w", s.graphRoot, err)
+	}
+	out := make([]Layer, 0, len(ls))
+	for i := range ls {
+		out = append(out, toLayer(&ls[i]))
+	}
+	return out, nil
+}
+
+// DeleteLayer deletes a layer. It fails if the layer has children or is used
+// by an image or container.
+func (s *Store) DeleteLayer(id string) error {
+	if err := s.store.DeleteLayer(id); err != nil {
+		return fmt.Errorf("snapshot: deleting layer %s: %w", id, err)
+	}
+	return nil
+}
+
+// Diff returns the uncompressed tar of a committed layer (for OCI export);
+// the caller closes it. The stream holds the store-wide layer lock until
+// closed: do not write to the store (Commit, PutLayer) before closing it.
+func (s *Store) Diff(ctx context.Context, id string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	uncompressed := archive.Uncompressed
+	rc, err := s.store.Diff("", id, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: diff of layer %s: %w", id, err)
+	}
+	return rc, nil
+}

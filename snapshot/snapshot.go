@@ -1,0 +1,338 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
+)
+
+// Snapshot is a mounted writable view; Dir is the rootfs to run a step on.
+type Snapshot struct {
+	Key    string
+	Parent string // parent layer ID, "" if none
+	Dir    string // merged overlay mount: the rootfs to run on
+}
+
+// Committed is the outcome of Commit.
+type Committed struct {
+	Layer Layer // zero value when Empty
+	Empty bool  // the upper dir held no changes: no layer was made
+	Files int   // entries in the layer tar (files, dirs, links, whiteouts)
+	Bytes int64 // bytes of regular-file content in the layer
+}
+
+// CommitOptions tunes Commit.
+type CommitOptions struct {
+	Names []string // optional layer names
+}
+
+// maxLowers is overlayfs's stacking limit (OVL_MAX_STACK).
+const maxLowers = 500
+
+type snapState struct {
+	snap    Snapshot
+	dir     string // <owner>/<key>
+	mounted bool
+}
+
+func (st *snapState) upper() string  { return filepath.Join(st.dir, "upper") }
+func (st *snapState) merged() string { return filepath.Join(st.dir, "merged") }
+
+// unmountOnce detaches the merged dir if it is still mounted.
+func (st *snapState) unmountOnce() error {
+	if !st.mounted {
+		return nil
+	}
+	if err := unmount(st.merged()); err != nil {
+		return fmt.Errorf("snapshot %q: %w", st.snap.Key, err)
+	}
+	st.mounted = false
+	return nil
+}
+
+// destroy unmounts and deletes the snapshot directory. It deletes nothing
+// while the mount might still be there.
+func (st *snapState) destroy() error {
+	if err := st.unmountOnce(); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(st.dir); err != nil {
+		return fmt.Errorf("snapshot %q: removing %s: %w", st.snap.Key, st.dir, err)
+	}
+	return nil
+}
+
+func validKey(key string) error {
+	if key == "" || key == "." || key == ".." || key == "lock" || strings.ContainsAny(key, "/\x00") || len(key) > 200 {
+		return fmt.Errorf("snapshot: invalid key %q: it must be one path element (no '/'), at most 200 bytes, and not \"lock\"", key)
+	}
+	return nil
+}
+
+// Prepare mounts a new writable snapshot named key on top of the layer
+// parent ("" = an empty tree) and returns it. The key must not be in use in
+// this Store.
+func (s *Store) Prepare(ctx context.Context, key, parent string) (*Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validKey(key); err != nil {
+		return nil, err
+	}
+	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("snapshot: Prepare %q: store is closed", key)
+	}
+	if _, ok := s.snaps[key]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("snapshot: Prepare %q: key already in use", key)
+	}
+	s.snaps[key] = st // reserve the key
+	s.mu.Unlock()
+
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.destroy()
+			s.mu.Lock()
+			if s.snaps != nil {
+				delete(s.snaps, key)
+			}
+			s.mu.Unlock()
+		}
+	}()
+
+	m := overlayMount{
+		upper:     st.upper(),
+		work:      filepath.Join(st.dir, "work"),
+		target:    st.merged(),
+		userxattr: inUserNamespace(),
+	}
+	if parent != "" {
+		id, lowers, shortcuts, err := s.lowerDirs(parent)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+		}
+		st.snap.Parent = id
+		m.lowers, m.legacyShortcuts = lowers, shortcuts
+	} else {
+		// overlay needs at least one lower dir.
+		m.lowers = []string{s.empty}
+	}
+	m.forceLegacyAPI = forceLegacyMount
+
+	if err := os.Mkdir(st.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+	}
+	for _, d := range []string{m.upper, m.work, m.target} {
+		// upper's root attributes become the rootfs root's.
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+		}
+	}
+	if err := mountOverlay(m); err != nil {
+		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+	}
+	st.mounted = true
+	st.snap.Dir = m.target
+	ok = true
+	snap := st.snap
+	return &snap, nil
+}
+
+// forceLegacyMount makes Prepare use mount(2) (tests of the fallback).
+var forceLegacyMount = false
+
+// lowerDirs resolves parent (an ID or name) and returns its ID and the diff
+// directories of the chain from parent down to the base layer, top first,
+// plus their short "l/" links (for the mount(2) fallback; nil if any is
+// missing).
+func (s *Store) lowerDirs(parent string) (string, []string, []string, error) {
+	var lowers, shortcuts []string
+	overlayHome := filepath.Join(s.graphRoot, "overlay")
+	topID := ""
+	for id := parent; id != ""; {
+		if len(lowers) >= maxLowers {
+			return "", nil, nil, fmt.Errorf("layer %s has more than %d ancestors, overlayfs's limit", parent, maxLowers)
+		}
+		l, err := s.store.Layer(id)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("looking up layer %s: %w", id, err)
+		}
+		if topID == "" {
+			topID = l.ID
+		}
+		diff := filepath.Join(overlayHome, l.ID, "diff")
+		if fi, err := os.Stat(diff); err != nil || !fi.IsDir() {
+			return "", nil, nil, fmt.Errorf("layer %s has no overlay diff directory %s (is it in another store?): %v", l.ID, diff, err)
+		}
+		lowers = append(lowers, diff)
+		if shortcuts != nil || len(lowers) == 1 {
+			link, err := os.ReadFile(filepath.Join(overlayHome, l.ID, "link"))
+			if err == nil && len(strings.TrimSpace(string(link))) > 0 {
+				shortcuts = append(shortcuts, filepath.Join(overlayHome, "l", strings.TrimSpace(string(link))))
+			} else {
+				shortcuts = nil
+			}
+		}
+		id = l.Parent
+	}
+	if len(shortcuts) != len(lowers) {
+		shortcuts = nil
+	}
+	return topID, lowers, shortcuts, nil
+}
+
+// take removes key's snapshot from the Store's table and returns it (nil if
+// unknown).
+func (s *Store) take(key string) *snapState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.snaps[key]
+	if st != nil {
+		delete(s.snaps, key)
+	}
+	return st
+}
+
+// Remove unmounts and deletes a snapshot without committing. Removing an
+// unknown key is not an error.
+func (s *Store) Remove(key string) error {
+	st := s.take(key)
+	if st == nil {
+		return nil
+	}
+	return st.destroy()
+}
+
+// layerID is containers/image's layer ID for diffID on parent, which lets
+// podman and stepexec share layers.
+func layerID(parent string, diffID digest.Digest) string {
+	if parent == "" {
+		return diffID.Encoded()
+	}
+	sum := sha256.Sum256([]byte(parent + "+" + diffID.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// countingWriter counts bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Commit unmounts the snapshot, writes its upper dir as a layer tar, stores
+// it as a new layer on the snapshot's parent, and removes the snapshot (on
+// success and on failure). An upper dir with no changes gives Empty and no
+// layer; a layer whose ID already exists is returned as is.
+func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c Committed, err error) {
+	st := s.take(key)
+	if st == nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: no such snapshot", key)
+	}
+	defer func() {
+		if derr := st.destroy(); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	if err := st.unmountOnce(); err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Committed{}, err
+	}
+	upper := st.upper()
+	entries, err := os.ReadDir(upper)
+	if err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: reading %s: %w", key, upper, err)
+	}
+	if len(entries) == 0 {
+		return Committed{Empty: true}, nil
+	}
+
+	// The ID depends on the DiffID, so the tar is spooled (and hashed)
+	// before PutLayer; the spool lives in the snapshot dir, removed with it.
+	spool := filepath.Join(st.dir, "layer.tar")
+	f, err := os.OpenFile(spool, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
+	defer f.Close()
+	digester := digest.Canonical.Digester()
+	cw := &countingWriter{w: io.MultiWriter(f, digester.Hash())}
+	files, bytes, err := writeLayerTar(ctx, cw, upper)
+	if err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
+	c = Committed{Files: files, Bytes: bytes}
+	diffID := digester.Digest()
+	id := layerID(st.snap.Parent, diffID)
+
+	if l, ok, err := s.existing(id, diffID, opts.Names); err != nil || ok {
+		c.Layer = l
+		return c, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: rewinding %s: %w", key, spool, err)
+	}
+	sl, _, err := s.store.PutLayer(id, st.snap.Parent, opts.Names, "", false, &storage.LayerOptions{}, f)
+	if errors.Is(err, storage.ErrDuplicateID) {
+		// Another process committed the same change meanwhile.
+		l, ok, err := s.existing(id, diffID, opts.Names)
+		if err == nil && !ok {
+			err = fmt.Errorf("layer %s reported as duplicate but not found", id)
+		}
+		c.Layer = l
+		return c, err
+	}
+	if err != nil {
+		if _, lerr := s.store.Layer(id); lerr == nil {
+			_ = s.store.DeleteLayer(id)
+		}
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: storing layer %s on parent %q: %w", key, id, st.snap.Parent, err)
+	}
+	if sl.UncompressedDigest != diffID || sl.UncompressedSize != cw.n {
+		_ = s.store.DeleteLayer(id)
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: store recorded digest %s size %d for layer %s, the differ wrote %s size %d", key, sl.UncompressedDigest, sl.UncompressedSize, id, diffID, cw.n)
+	}
+	c.Layer = toLayer(sl)
+	return c, nil
+}
+
+// existing returns the layer id if the store already has it (dedup), after
+// checking it holds the same DiffID and adding names.
+func (s *Store) existing(id string, diffID digest.Digest, names []string) (Layer, bool, error) {
+	sl, err := s.store.Layer(id)
+	if errors.Is(err, storage.ErrLayerUnknown) {
+		return Layer{}, false, nil
+	}
+	if err != nil {
+		return Layer{}, false, fmt.Errorf("snapshot: looking up layer %s: %w", id, err)
+	}
+	if sl.UncompressedDigest != diffID {
+		return Layer{}, false, fmt.Errorf("snapshot: existing layer %s has DiffID %q, expected %s", id, sl.UncompressedDigest, diffID)
+	}
+	if len(names) > 0 {
+		if err := s.store.AddNames(id, names); err != nil {
+			return Layer{}, false, fmt.Errorf("snapshot: naming layer %s: %w", id, err)
+		}
+	}
+	return toLayer(sl), true, nil
+}

@@ -1,0 +1,300 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/homedir"
+	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sys/unix"
+)
+
+// Options selects the store to open.
+type Options struct {
+	// Root is the graph root; "" = the containers/storage default
+	// (rootless: ~/.local/share/containers/storage, root:
+	// /var/lib/containers/storage, or graphroot from storage.conf).
+	Root string
+	// RunRoot is the run root; "" = the one podman 4.3 (Debian 12) run by the
+	// same user picks, so both share locks and mount state. See DefaultRunRoot.
+	RunRoot string
+}
+
+// Store is a containers/storage store plus the snapshots this process made.
+// Its methods are safe for concurrent use.
+type Store struct {
+	store     storage.Store
+	graphRoot string
+	base      string // <graphroot>/stepexec
+	empty     string // empty lower dir for snapshots without a parent
+	ownerDir  string // <base>/snapshots/<owner>
+	ownerLock *os.File
+
+	mu     sync.Mutex
+	snaps  map[string]*snapState
+	closed bool
+}
+
+// Open opens (creating if needed) the store with the overlay driver, checks
+// that overlay runs natively, and removes snapshot directories left by
+// processes that were killed. It must be called as uid 0.
+func Open(opts Options) (*Store, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("snapshot: opening the store needs uid 0 (real root, or root in stepexec's user namespace); running as uid %d", os.Geteuid())
+	}
+	defaults, err := storage.DefaultStoreOptions()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: reading containers/storage defaults: %w", err)
+	}
+	so := defaults
+	so.GraphDriverName = "overlay"
+	so.GraphDriverPriority = nil
+	so.GraphDriverOptions = dropMountProgram(defaults.GraphDriverOptions)
+	// Store-level id maps would make the store chown-copy every layer.
+	so.UIDMap, so.GIDMap = nil, nil
+	if opts.Root != "" {
+		so.GraphRoot = opts.Root
+	}
+	so.RunRoot = opts.RunRoot
+	if so.RunRoot == "" {
+		so.RunRoot = DefaultRunRoot(defaults.RunRoot)
+	}
+
+	cs, err := storage.GetStore(so)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: opening store %s (run root %s): %w", so.GraphRoot, so.RunRoot, err)
+	}
+	if err := checkNativeDiff(cs); err != nil {
+		_, _ = cs.Shutdown(false)
+		return nil, err
+	}
+
+	s := &Store{
+		store:     cs,
+		graphRoot: cs.GraphRoot(),
+		snaps:     map[string]*snapState{},
+	}
+	s.base = filepath.Join(s.graphRoot, "stepexec")
+	s.empty = filepath.Join(s.base, "empty")
+	if err := s.setupOwner(); err != nil {
+		_, _ = cs.Shutdown(false)
+		return nil, err
+	}
+	return s, nil
+}
+
+// dropMountProgram removes mount_program options: they would make the driver
+// use fuse-overlayfs, whose layers our own native mounts cannot stack on.
+func dropMountProgram(in []string) []string {
+	var out []string
+	for _, o := range in {
+		key, _, _ := strings.Cut(o, "=")
+		key = strings.ToLower(strings.TrimSpace(key))
+		if key == "mount_program" || strings.HasSuffix(key, ".mount_program") {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func checkNativeDiff(cs storage.Store) error {
+	status, err := cs.Status()
+	if err != nil {
+		return fmt.Errorf("snapshot: reading overlay driver status of %s: %w", cs.GraphRoot(), err)
+	}
+	for _, kv := range status {
+		if kv[0] == "Native Overlay Diff" {
+			if kv[1] == "true" {
+				return nil
+			}
+			return fmt.Errorf("snapshot: the overlay driver for %s cannot use native overlayfs (Native Overlay Diff: %s); stepexec needs native overlay: run it as real root or in its user namespace on a kernel with unprivileged overlayfs, and do not configure a mount_program", cs.GraphRoot(), kv[1])
+		}
+	}
+	return fmt.Errorf("snapshot: the storage driver for %s reports no \"Native Overlay Diff\" status (driver %s); stepexec needs the native overlay driver", cs.GraphRoot(), cs.GraphDriverName())
+}
+
+// DefaultRunRoot returns the run root stepexec uses when Options.RunRoot is
+// empty; storageDefault is what containers/storage picked.
+//
+// As root (not rootless) it is storageDefault: podman reads the same
+// storage.conf (/run/containers/storage by default). Rootless, for the user
+// with uid U, podman 4.3 on Debian 12 (measured) uses, and so do we:
+//  1. a runroot set in storage.conf (seen as storageDefault differing from
+//     the library's own default), else
+//  2. $XDG_RUNTIME_DIR/containers when XDG_RUNTIME_DIR names a directory
+//     owned by the user, else
+//  3. /run/user/U/containers when /run/user/U is a directory owned by U,
+//     else
+//  4. $TMPDIR/podman-run-U/containers when XDG_RUNTIME_DIR is unset (podman
+//     sets it to that), else
+//  5. $TMPDIR/containers-user-U/containers (XDG_RUNTIME_DIR set but
+//     unusable: the older storage library's fallback).
+//
+// storage v1.65's own rootless default differs in cases 4 and 5
+// ($TMPDIR/storage-run-U). Podman also remembers the run root it first used
+// in its database; a user whose environment changed since may see podman
+// keep the old one.
+func DefaultRunRoot(storageDefault string) string {
+	uid := unshare.GetRootlessUID()
+	if !unshare.IsRootless() || uid == 0 {
+		return storageDefault
+	}
+	if rt, err := homedir.GetRuntimeDir(); err == nil && storageDefault != filepath.Join(rt, "containers") {
+		return storageDefault
+	}
+	// Inside the user namespace the caller's uid maps to 0 = our euid.
+	owned := func(dir string) bool {
+		var st unix.Stat_t
+		return unix.Stat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Geteuid()
+	}
+	u := strconv.Itoa(uid)
+	xdg, xdgSet := os.LookupEnv("XDG_RUNTIME_DIR")
+	xdgSet = xdgSet && xdg != ""
+	switch {
+	case xdgSet && owned(xdg):
+		return filepath.Join(xdg, "containers")
+	case owned(filepath.Join("/run/user", u)):
+		return filepath.Join("/run/user", u, "containers")
+	case !xdgSet:
+		return filepath.Join(os.TempDir(), "podman-run-"+u, "containers")
+	default:
+		return filepath.Join(os.TempDir(), "containers-user-"+u, "containers")
+	}
+}
+
+// setupOwner creates this Store's owner directory and lock, after removing
+// owner directories whose lock no live process holds. Both happen under the
+// store-wide stepexec lock so that a directory being created is never taken
+// for a stale one.
+func (s *Store) setupOwner() error {
+	snapRoot := filepath.Join(s.base, "snapshots")
+	if err := os.MkdirAll(snapRoot, 0o700); err != nil {
+		return fmt.Errorf("snapshot: creating %s: %w", snapRoot, err)
+	}
+	if err := os.MkdirAll(s.empty, 0o755); err != nil {
+		return fmt.Errorf("snapshot: creating %s: %w", s.empty, err)
+	}
+	global, err := lockFile(filepath.Join(s.base, "lock"), true)
+	if err != nil {
+		return err
+	}
+	defer global.Close() // releases the flock
+
+	entries, err := os.ReadDir(snapRoot)
+	if err != nil {
+		return fmt.Errorf("snapshot: reading %s: %w", snapRoot, err)
+	}
+	for _, e := range entries {
+		if err := removeIfStale(filepath.Join(snapRoot, e.Name())); err != nil {
+			return err
+		}
+	}
+
+	dir, err := os.MkdirTemp(snapRoot, "o")
+	if err != nil {
+		return fmt.Errorf("snapshot: creating owner directory in %s: %w", snapRoot, err)
+	}
+	lock, err := lockFile(filepath.Join(dir, "lock"), false)
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	s.ownerDir, s.ownerLock = dir, lock
+	return nil
+}
+
+// lockFile opens (creating) path and takes an exclusive flock on it,
+// waiting for it if wait is set.
+func lockFile(path string, wait bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: opening lock %s: %w", path, err)
+	}
+	how := unix.LOCK_EX
+	if !wait {
+		how |= unix.LOCK_NB
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("snapshot: locking %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// removeIfStale deletes an owner directory unless a live process holds its
+// lock. Mount points in it are detached first: they exist only if the dead
+// process was real root in the host's mount namespace.
+func removeIfStale(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	if err == nil {
+		defer f.Close()
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil // live
+		}
+		if err != nil {
+			return fmt.Errorf("snapshot: testing lock in %s: %w", dir, err)
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("snapshot: opening lock in %s: %w", dir, err)
+	}
+	snaps, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("snapshot: reading stale %s: %w", dir, err)
+	}
+	for _, e := range snaps {
+		if e.IsDir() {
+			if err := unmount(filepath.Join(dir, e.Name(), "merged")); err != nil {
+				return fmt.Errorf("snapshot: cleaning stale snapshot: %w", err)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("snapshot: removing stale %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Containers returns the underlying containers/storage store (for images).
+func (s *Store) Containers() storage.Store { return s.store }
+
+// Close removes this Store's snapshots and shuts the store down. Calling it
+// again is a no-op.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	snaps := s.snaps
+	s.snaps = nil
+	s.mu.Unlock()
+
+	var errs []error
+	for _, st := range snaps {
+		if err := st.destroy(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// After a failed destroy a mount may remain: never recurse into it.
+	if s.ownerDir != "" && len(errs) == 0 {
+		if err := os.RemoveAll(s.ownerDir); err != nil {
+			errs = append(errs, fmt.Errorf("snapshot: removing %s: %w", s.ownerDir, err))
+		}
+	}
+	if s.ownerLock != nil {
+		s.ownerLock.Close()
+	}
+	if _, err := s.store.Shutdown(false); err != nil {
+		errs = append(errs, fmt.Errorf("snapshot: shutting down store %s: %w", s.graphRoot, err))
+	}
+	return errors.Join(errs...)
+}
