@@ -1,0 +1,344 @@
+// Package rootfs unpacks base root filesystems (tar or tar.gz) safely into a
+// directory, and reads facts about them (os-release).
+//
+// "Inside the root" means: every path is resolved as if the process were
+// chrooted into the target directory. Symlinks planted by the archive, with
+// absolute or relative targets, are followed only within it.
+package rootfs
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/klauspost/pgzip"
+	"golang.org/x/sys/unix"
+)
+
+// Stats counts what Unpack did.
+type Stats struct {
+	Entries        int   // archive entries written (created, replaced or updated), including the root "./"
+	Bytes          int64 // bytes of regular file content written
+	SkippedDevices int   // character/block device nodes not created because mknod was refused (EPERM: rootless)
+	SkippedXattrs  int   // trusted.*/security.* xattrs the kernel refused (EPERM/ENOTSUP: not the initial user namespace)
+}
+
+// Unpack extracts a tar stream, plain or gzip-compressed (detected by its
+// magic bytes), into dir, which must exist.
+//
+// Hostile archives cannot create or modify anything outside dir. Per case:
+//   - absolute names ("/etc/passwd") are confined: written at dir/etc/passwd;
+//   - names that climb out lexically ("../x", "a/../../x") are rejected with
+//     an error naming the entry (docker does the same);
+//   - symlinks planted by earlier entries are followed inside dir only, as in a
+//     chroot: "evil -> /etc" then "evil/passwd" writes dir/etc/passwd; a parent
+//     that resolves to nothing inside dir (dangling symlink) is an error;
+//   - hardlink targets are resolved the same way (climbing names rejected,
+//     symlinked parents followed inside dir, the final component not followed:
+//     a hardlink to a symlink links the symlink itself); a missing target is an
+//     error;
+//   - the last component of an entry is never followed: an entry replaces
+//     whatever is at its path (a symlink is replaced, not written through),
+//     except that a directory entry over an existing directory keeps it (and
+//     its contents) and only updates its metadata;
+//   - whiteouts (".wh.NAME", ".wh..wh..opq") are rejected: they belong to layers,
+//     not base root filesystems.
+//
+// Ownership comes from the header (lchown), then the mode including
+// setuid/setgid/sticky (chown clears setuid), then xattrs from PAX
+// SCHILY.xattr.* records (after chown, which clears security.capability),
+// then atime/mtime. Directories' times are set last, deepest-last-first, so
+// they end as in the archive. Device nodes refused with EPERM (rootless) are
+// skipped and counted, like docker rootless and buildah.
+func Unpack(ctx context.Context, r io.Reader, dir string) (Stats, error) {
+	var st Stats
+	tr, closeFn, err := tarReader(r)
+	if err != nil {
+		return st, err
+	}
+	defer closeFn()
+	rt, err := openRoot(dir)
+	if err != nil {
+		return st, err
+	}
+	defer rt.Close()
+	u := &unpacker{root: rt, stats: &st}
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, fmt.Errorf("unpack into %s: read tar: %w", dir, err)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			return st, fmt.Errorf("unpack into %s: entry %q: %w", dir, hdr.Name, err)
+		}
+	}
+	// Deepest and latest first, so setting a directory's times is not undone
+	// by touching one of its children afterwards.
+	for i := len(u.dirs) - 1; i >= 0; i-- {
+		if err := u.dirTimes(u.dirs[i]); err != nil {
+			return st, fmt.Errorf("unpack into %s: entry %q: set times: %w", dir, u.dirs[i].name, err)
+		}
+	}
+	return st, nil
+}
+
+// tarReader detects gzip by its magic bytes and returns a tar reader.
+func tarReader(r io.Reader) (*tar.Reader, func(), error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(6)
+	if err != nil && err != io.EOF {
+		return nil, nil, fmt.Errorf("read archive: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := pgzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read gzip archive: %w", err)
+		}
+		return tar.NewReader(zr), func() { zr.Close() }, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return nil, nil, errors.New("zstd-compressed archives are not supported (use tar or tar.gz)")
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return nil, nil, errors.New("xz-compressed archives are not supported (use tar or tar.gz)")
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return nil, nil, errors.New("bzip2-compressed archives are not supported (use tar or tar.gz)")
+	}
+	return tar.NewReader(br), func() {}, nil
+}
+
+type unpacker struct {
+	root  *root
+	stats *Stats
+	dirs  []dirTime
+}
+
+type dirTime struct {
+	name         string // as in the archive, for messages
+	rel          string
+	atime, mtime time.Time
+}
+
+// target names one object for metadata calls: dirfd+name (name never
+// followed), or for the root itself AT_FDCWD and the root's path.
+type target struct {
+	dirfd int
+	name  string
+}
+
+func (t target) xattrPath() string {
+	if t.dirfd == unix.AT_FDCWD {
+		return t.name
+	}
+	// The magic link names a directory fd we hold; the final component is
+	// not followed by lsetxattr.
+	return fmt.Sprintf("/proc/self/fd/%d/%s", t.dirfd, t.name)
+}
+
+func isWhiteout(base string) bool { return strings.HasPrefix(base, ".wh.") }
+
+func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return nil // PAX global records carry nothing we apply
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
+	}
+	rel, err := cleanRel(hdr.Name)
+	if err != nil {
+		return err
+	}
+	base := path.Base(rel)
+	if isWhiteout(base) {
+		return errors.New("whiteout entries are not allowed in a base root filesystem")
+	}
+	if rel == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			return errors.New("only a directory may name the root")
+		}
+		t := target{dirfd: unix.AT_FDCWD, name: u.root.path}
+		if err := u.meta(hdr, t, false); err != nil {
+			return err
+		}
+		u.dirs = append(u.dirs, dirTime{hdr.Name, rel, hdr.AccessTime, hdr.ModTime})
+		u.stats.Entries++
+		return nil
+	}
+
+	pfd, err := u.root.mkdirAll(path.Dir(rel), nil)
+	if err != nil {
+		return fmt.Errorf("parent directory: %w", err)
+	}
+	defer unix.Close(pfd)
+
+	// Resolve a hardlink's target before anything is removed.
+	var lfd int = -1
+	var lbase string
+	if hdr.Typeflag == tar.TypeLink {
+		lrel, err := cleanRel(hdr.Linkname)
+		if err != nil {
+			return fmt.Errorf("hardlink target: %w", err)
+		}
+		if lrel == "." {
+			return errors.New("hardlink to the root directory")
+		}
+		if lrel == rel {
+			return errors.New("hardlink to itself")
+		}
+		lfd, err = u.root.openDir(path.Dir(lrel))
+		if err != nil {
+			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+		}
+		defer unix.Close(lfd)
+		lbase = path.Base(lrel)
+	}
+
+	var cur unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &cur, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		keep := hdr.Typeflag == tar.TypeDir && cur.Mode&unix.S_IFMT == unix.S_IFDIR
+		if !keep {
+			if err := removeAllAt(pfd, base); err != nil {
+				return fmt.Errorf("replace existing: %w", err)
+			}
+		}
+	} else if err != unix.ENOENT {
+		return err
+	}
+
+	t := target{dirfd: pfd, name: base}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && err != unix.EEXIST {
+			return fmt.Errorf("mkdir: %w", err)
+		}
+		u.dirs = append(u.dirs, dirTime{hdr.Name, rel, hdr.AccessTime, hdr.ModTime})
+	case tar.TypeReg:
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		f := os.NewFile(uintptr(fd), hdr.Name)
+		n, err := io.Copy(f, r)
+		u.stats.Bytes += n
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return fmt.Errorf("symlink: %w", err)
+		}
+	case tar.TypeLink:
+		// flags 0: a symlink target is linked itself, never followed.
+		if err := unix.Linkat(lfd, lbase, pfd, base, 0); err != nil {
+			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+		}
+		// A hardlink shares the inode: its metadata is the target's.
+		u.stats.Entries++
+		return nil
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		if err := unix.Mknodat(pfd, base, mode|0o600, dev); err != nil {
+			if err == unix.EPERM && hdr.Typeflag != tar.TypeFifo {
+				u.stats.SkippedDevices++
+				return nil
+			}
+			return fmt.Errorf("mknod: %w", err)
+		}
+	}
+	if err := u.meta(hdr, t, hdr.Typeflag == tar.TypeSymlink); err != nil {
+		return err
+	}
+	u.stats.Entries++
+	return nil
+}
+
+// meta applies owner, mode, xattrs and (except for directories, done last)
+// times, in the order that keeps each: chown clears setuid/setgid and
+// security.capability, so it goes first.
+func (u *unpacker) meta(hdr *tar.Header, t target, symlink bool) error {
+	if err := unix.Fchownat(t.dirfd, t.name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("lchown %d:%d: %w", hdr.Uid, hdr.Gid, err)
+	}
+	if !symlink {
+		// Not a symlink (just created, or an existing directory), so
+		// following the last component is moot; fchmodat has no NOFOLLOW.
+		if err := unix.Fchmodat(t.dirfd, t.name, uint32(hdr.Mode)&0o7777, 0); err != nil {
+			return fmt.Errorf("chmod %o: %w", hdr.Mode&0o7777, err)
+		}
+	}
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok {
+			continue
+		}
+		if err := unix.Lsetxattr(t.xattrPath(), name, []byte(v), 0); err != nil {
+			privileged := strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
+			if privileged && (err == unix.EPERM || err == unix.ENOTSUP) {
+				u.stats.SkippedXattrs++
+				continue
+			}
+			return fmt.Errorf("lsetxattr %s: %w", name, err)
+		}
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		return nil
+	}
+	return setTimes(t.dirfd, t.name, hdr.AccessTime, hdr.ModTime)
+}
+
+func setTimes(dirfd int, name string, atime, mtime time.Time) error {
+	if mtime.IsZero() {
+		return nil // no time recorded: leave the current one
+	}
+	if atime.IsZero() {
+		atime = mtime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	if err := unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("utimensat: %w", err)
+	}
+	return nil
+}
+
+func (u *unpacker) dirTimes(d dirTime) error {
+	if d.rel == "." {
+		return setTimes(unix.AT_FDCWD, u.root.path, d.atime, d.mtime)
+	}
+	// A later entry may have replaced the directory or one of its parents;
+	// that entry set its own times.
+	pfd, err := u.root.openDir(path.Dir(d.rel))
+	if err == unix.ENOENT || err == unix.ENOTDIR {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	err = unix.Fstatat(pfd, path.Base(d.rel), &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT || err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return setTimes(pfd, path.Base(d.rel), d.atime, d.mtime)
+}
