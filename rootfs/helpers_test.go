@@ -63,9 +63,11 @@ type ent struct {
 
 var testTime = time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 
-func dirE(name string) ent          { return ent{typ: tar.TypeDir, name: name, mode: 0o755} }
-func fileE(name, body string) ent   { return ent{typ: tar.TypeReg, name: name, body: body, mode: 0o644} }
-func symE(name, target string) ent  { return ent{typ: tar.TypeSymlink, name: name, link: target, mode: 0o777} }
+func dirE(name string) ent        { return ent{typ: tar.TypeDir, name: name, mode: 0o755} }
+func fileE(name, body string) ent { return ent{typ: tar.TypeReg, name: name, body: body, mode: 0o644} }
+func symE(name, target string) ent {
+	return ent{typ: tar.TypeSymlink, name: name, link: target, mode: 0o777}
+}
 func linkE(name, target string) ent { return ent{typ: tar.TypeLink, name: name, link: target} }
 
 func mktar(t *testing.T, ents ...ent) []byte {
