@@ -1,0 +1,485 @@
+// Package runtime runs one process of a build step on a prepared root
+// filesystem in fresh namespaces, through runc's libcontainer.
+//
+// Terms:
+//   - rootfs: the already-mounted directory (an overlay's merged dir) the
+//     step sees as "/". The caller owns the mount.
+//   - step: one Run call: one container created, started, waited for and
+//     destroyed. Nothing of it survives Run: no process (the step's process
+//     is pid 1 of its own pid namespace, so its exit kills the rest), no
+//     libcontainer state, no cgroup, and no mountpoint stub in the rootfs.
+//
+// Every step gets new user (identity map from userns.NestedIDMaps), mount,
+// pid, ipc, uts and network namespaces; the network has only "lo", up.
+//
+// A binary importing this package doubles as libcontainer's "init": see
+// the package init function.
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs the C half of "init" before the Go runtime
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/runtime/userns"
+)
+
+// init turns any binary (or test binary) importing this package into
+// libcontainer's init: libcontainer starts a step by re-executing the
+// running binary as "/proc/self/exe init".
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init() // never returns
+	}
+}
+
+// User is the identity the step's process runs as, in the ids of the
+// step's (identity-mapped) user namespace.
+type User struct {
+	UID, GID       uint32
+	AdditionalGIDs []uint32
+}
+
+// Spec describes one step's process.
+type Spec struct {
+	ID       string    // unique per step; names the container and its state dir
+	Rootfs   string    // mounted root filesystem
+	Args     []string  // argv; Args[0] is resolved by PATH from Env inside the rootfs
+	Env      []string  // the whole environment of the process
+	Cwd      string    // created if missing (that creation belongs in the layer, as with docker)
+	User     User      // uid/gid and supplementary groups
+	Hostname string    // default: a random 12-hex-digit id, as docker does
+	Stdout   io.Writer // nil discards; stdin is always /dev/null
+	Stderr   io.Writer // nil discards
+	OnStart  func()    // called once the process is running; may be nil
+}
+
+// Result is the outcome of a step whose sandbox worked.
+type Result struct {
+	ExitCode int           // the process's exit status; 128+signal if killed by a signal
+	Setup    time.Duration // create + start until the process runs
+	Run      time.Duration // process running
+	Teardown time.Duration // destroy + cleanup
+}
+
+// Options configures a Runtime.
+type Options struct {
+	// StateDir is where libcontainer state and per-step generated files
+	// go; it is created and removed by Close. It must not be inside the
+	// running binary's directory: libcontainer's cheap way of protecting
+	// /proc/self/exe (an overlay with that directory and the state dir as
+	// lower layers) fails with ELOOP then, and every step would copy the
+	// whole binary into a memfd instead. Empty means a new temp dir.
+	StateDir string
+}
+
+// Runtime runs steps. It is safe for concurrent Run calls with distinct IDs.
+type Runtime struct {
+	stateDir   string
+	containers string // libcontainer's root
+	files      string // generated /etc/hosts, /etc/hostname per step
+	uids, gids []configs.IDMap
+	realRoot   bool
+}
+
+// New prepares a Runtime: creates its state dir and reads the id maps the
+// steps' nested user namespaces will get.
+func New(opts Options) (*Runtime, error) {
+	uids, gids, err := userns.NestedIDMaps()
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	dir := opts.StateDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "stepexec-runtime-"); err != nil {
+			return nil, fmt.Errorf("runtime: creating state dir: %w", err)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("runtime: creating state dir: %w", err)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		stateDir:   dir,
+		containers: filepath.Join(dir, "containers"),
+		files:      filepath.Join(dir, "files"),
+		uids:       uids,
+		gids:       gids,
+		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
+	}
+	for _, d := range []string{r.containers, r.files} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("runtime: creating %s: %w", d, err)
+		}
+	}
+	return r, nil
+}
+
+// Close removes the state dir.
+func (r *Runtime) Close() error {
+	if err := os.RemoveAll(r.stateDir); err != nil {
+		return fmt.Errorf("runtime: removing state dir: %w", err)
+	}
+	return nil
+}
+
+// Run runs spec's process to completion. A non-zero exit is reported in
+// Result.ExitCode, not as an error; an error means the sandbox failed. When
+// ctx is cancelled the step's init is SIGKILLed (its pid namespace takes
+// every other process with it), the step is torn down and the error wraps
+// ctx.Err(). Teardown happens on every path, panics included.
+func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error) {
+	if len(spec.Args) == 0 {
+		return res, errors.New("runtime: empty Args")
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+	}
+	rootfs, err := filepath.Abs(spec.Rootfs)
+	if err != nil {
+		return res, err
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = randomHostname()
+	}
+	start := time.Now()
+	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID)}
+	defer func() {
+		t := time.Now()
+		if err := st.teardown(); err != nil && retErr == nil {
+			retErr = err
+		}
+		res.Teardown = time.Since(t)
+	}()
+
+	cfg, err := st.config()
+	if err != nil {
+		return res, err
+	}
+	c, err := libcontainer.Create(r.containers, spec.ID, cfg)
+	if err != nil {
+		return res, fmt.Errorf("runtime: creating container %s on %s: %w", spec.ID, rootfs, err)
+	}
+	st.container = c
+
+	user := spec.User
+	groups := make([]int, len(user.AdditionalGIDs))
+	for i, g := range user.AdditionalGIDs {
+		groups[i] = int(g)
+	}
+	cwd := spec.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	p := &libcontainer.Process{
+		Args:             spec.Args,
+		Env:              spec.Env,
+		Cwd:              cwd,
+		UID:              int(user.UID),
+		GID:              int(user.GID),
+		AdditionalGroups: groups,
+		Stdout:           spec.Stdout,
+		Stderr:           spec.Stderr,
+		Init:             true,
+		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
+	}
+	if err := c.Run(p); err != nil {
+		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
+	}
+	st.process = p
+	running := time.Now()
+	res.Setup = running.Sub(start)
+	if spec.OnStart != nil {
+		spec.OnStart()
+	}
+
+	waited := make(chan waitResult, 1)
+	go func() {
+		ps, err := p.Wait()
+		waited <- waitResult{ps, err}
+	}()
+	var w waitResult
+	select {
+	case w = <-waited:
+	case <-ctx.Done():
+		_ = p.Signal(unix.SIGKILL)
+		<-waited
+		st.process = nil
+		res.Run = time.Since(running)
+		return res, fmt.Errorf("runtime: step %s killed: %w", spec.ID, ctx.Err())
+	}
+	st.process = nil
+	res.Run = time.Since(running)
+	if w.ps == nil {
+		return res, fmt.Errorf("runtime: waiting for step %s: %w", spec.ID, w.err)
+	}
+	res.ExitCode = exitCode(w.ps)
+	return res, nil
+}
+
+type waitResult struct {
+	ps  *os.ProcessState
+	err error
+}
+
+func exitCode(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+func randomHostname() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// step is the state of one Run that teardown must undo.
+type step struct {
+	r         *Runtime
+	spec      Spec
+	rootfs    string
+	files     string   // generated files dir
+	stubs     []string // paths in rootfs that did not exist before the step (mountpoints libcontainer may create)
+	container *libcontainer.Container
+	process   *libcontainer.Process // non-nil while not yet waited for
+}
+
+// teardown kills what is left, destroys the container, removes the state
+// and generated files and the mountpoint stubs libcontainer created.
+func (s *step) teardown() error {
+	var errs []error
+	if s.process != nil {
+		// Only on a panic or a failure between start and wait.
+		_ = s.process.Signal(unix.SIGKILL)
+		_, _ = s.process.Wait()
+	}
+	if s.container != nil {
+		if err := s.container.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("runtime: destroying %s: %w", s.spec.ID, err))
+		}
+	}
+	// Destroy removes the state dir only on success: make sure.
+	if err := os.RemoveAll(filepath.Join(s.r.containers, s.spec.ID)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(s.files); err != nil {
+		errs = append(errs, err)
+	}
+	if s.r.realRoot {
+		removeCgroupParent()
+	}
+	// Deepest first, so a created parent dir is empty when its turn comes.
+	for i := len(s.stubs) - 1; i >= 0; i-- {
+		removeStub(s.stubs[i])
+	}
+	return errors.Join(errs...)
+}
+
+// removeStub removes p if it is an empty directory or empty regular file:
+// the mountpoint libcontainer created for a mount whose target did not
+// exist. Anything else was written by the step and stays.
+func removeStub(p string) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return
+	}
+	if fi.Mode().IsRegular() && fi.Size() != 0 {
+		return
+	}
+	if fi.IsDir() || fi.Mode().IsRegular() {
+		_ = os.Remove(p) // fails on a non-empty dir, as wanted
+	}
+}
+
+// cgroupParent is the cgroup (v1: in every hierarchy) real-root steps get
+// their cgroup under.
+const cgroupParent = "stepexec"
+
+// removeCgroupParent removes the parent cgroup dir libcontainer leaves
+// behind; it fails harmlessly (EBUSY) while another step still uses it.
+func removeCgroupParent() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent)
+	if d := "/sys/fs/cgroup/" + cgroupParent; isDir(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		_ = unix.Rmdir(d)
+	}
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// Docker's default capability set.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Docker's default masked and read-only paths.
+var (
+	maskPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore",
+		"/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+		"/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+func mapped(m []configs.IDMap, id int64) bool {
+	for _, e := range m {
+		if id >= e.ContainerID && id < e.ContainerID+e.Size {
+			return true
+		}
+	}
+	return false
+}
+
+// config builds the libcontainer config of the step and records which
+// mountpoints do not exist yet in the rootfs.
+func (s *step) config() (*configs.Config, error) {
+	const (
+		nosuidNoexecNodev = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
+	)
+	ptsData := "newinstance,ptmxmode=0666,mode=0620"
+	if mapped(s.r.gids, 5) {
+		ptsData += ",gid=5" // the tty group, as docker; only if it exists in the step
+	}
+	mounts := []*configs.Mount{
+		{Source: "proc", Destination: "/proc", Device: "proc", Flags: nosuidNoexecNodev},
+		{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+		{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: ptsData},
+		{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: nosuidNoexecNodev, Data: "mode=1777,size=65536k"},
+		{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: nosuidNoexecNodev},
+		{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: nosuidNoexecNodev | unix.MS_RDONLY},
+	}
+	// Mountpoints libcontainer would create in the layer: the top-level
+	// ones (/dev's children live on the /dev tmpfs).
+	for _, m := range []string{"/proc", "/dev", "/sys"} {
+		s.recordMissing(m)
+	}
+
+	// /etc/hosts and /etc/hostname are generated per step but only bound
+	// over files the image already has: binding onto a missing path would
+	// leave a stub file in the layer. resolv.conf: the step has no network
+	// beyond lo, so the host's is bound only where the image has one.
+	if err := os.MkdirAll(s.files, 0o755); err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	generated := map[string]string{
+		"/etc/hosts":    "127.0.0.1\tlocalhost " + s.spec.Hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+		"/etc/hostname": s.spec.Hostname + "\n",
+	}
+	for _, dest := range []string{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} {
+		if !s.existsRegular(dest) {
+			continue
+		}
+		src := "/etc/resolv.conf"
+		if content, ok := generated[dest]; ok {
+			src = filepath.Join(s.files, filepath.Base(dest))
+			if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
+				return nil, fmt.Errorf("runtime: %w", err)
+			}
+		} else if !isRegular(src) {
+			continue
+		}
+		mounts = append(mounts, &configs.Mount{
+			Source: src, Destination: dest, Device: "bind",
+			Flags:            unix.MS_BIND | unix.MS_REC,
+			PropagationFlags: []int{unix.MS_PRIVATE},
+		})
+	}
+
+	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
+	if s.r.realRoot {
+		cg.Path = "/" + cgroupParent + "/" + s.spec.ID
+		// No device cgroup rules: the step is in a user namespace, where
+		// the kernel refuses mknod of device nodes anyway, and /dev only
+		// holds bind mounts of AllowedDevices. (Rules would need
+		// github.com/opencontainers/cgroups/devices and its eBPF deps.)
+	} else {
+		// Inside a user namespace on a host without cgroup delegation:
+		// no limits, errors creating cgroups are ignored.
+		cg.Rootless = true
+	}
+
+	caps := &configs.Capabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
+	return &configs.Config{
+		Rootfs:            s.rootfs,
+		Mounts:            mounts,
+		Devices:           specconv.AllowedDevices,
+		Hostname:          s.spec.Hostname,
+		Namespaces:        configs.Namespaces{{Type: configs.NEWUSER}, {Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWIPC}, {Type: configs.NEWUTS}, {Type: configs.NEWNET}},
+		Networks:          []*configs.Network{{Type: "loopback"}},
+		UIDMappings:       s.r.uids,
+		GIDMappings:       s.r.gids,
+		Capabilities:      caps,
+		MaskPaths:         maskPaths,
+		ReadonlyPaths:     readonlyPaths,
+		NoNewKeyring:      true,
+		ParentDeathSignal: int(unix.SIGKILL),
+		RootPropagation:   unix.MS_PRIVATE | unix.MS_REC,
+		Cgroups:           cg,
+		RootlessEUID:      false, // uid 0 in the outer namespace writes the nested map itself
+		RootlessCgroups:   !s.r.realRoot,
+	}, nil
+}
+
+// recordMissing remembers the first missing component of dest in the
+// rootfs, which libcontainer will create as a mountpoint.
+func (s *step) recordMissing(dest string) {
+	p := filepath.Join(s.rootfs, dest)
+	if _, err := os.Lstat(p); err == nil {
+		return
+	}
+	// Walk up to the first missing ancestor below rootfs.
+	for {
+		parent := filepath.Dir(p)
+		if parent == s.rootfs || len(parent) < len(s.rootfs) {
+			break
+		}
+		if _, err := os.Lstat(parent); err == nil {
+			break
+		}
+		p = parent
+	}
+	s.stubs = append(s.stubs, p)
+}
+
+func (s *step) existsRegular(dest string) bool {
+	// Lstat: a symlink (e.g. /etc/resolv.conf -> ../run/...) is not bound
+	// over, so a mount never follows a link out of the rootfs.
+	fi, err := os.Lstat(filepath.Join(s.rootfs, dest))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func isRegular(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
