@@ -425,8 +425,11 @@ func (s *step) config() (*configs.Config, error) {
 		// github.com/opencontainers/cgroups/devices and its eBPF deps.)
 	} else {
 		// Inside a user namespace on a host without cgroup delegation:
-		// no limits, errors creating cgroups are ignored.
+		// no limits. libcontainer ignores permission errors only when
+		// Path is empty; Parent/Name (relative to our own cgroup) still
+		// must name a cgroup of its own, since our own is not empty.
 		cg.Rootless = true
+		cg.Parent, cg.Name = cgroupParent, s.spec.ID
 	}
 
 	caps := &configs.Capabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
