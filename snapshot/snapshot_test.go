@@ -1,0 +1,673 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// baseTree is the synthetic base layer's content.
+var baseTree = map[string]string{
+	"etc/motd":         "welcome\n",
+	"etc/hosts":        "127.0.0.1 localhost\n",
+	"etc/apk/world":    "busybox\n",
+	"etc/apk/arch":     "x86_64\n",
+	"bin/tool":         "#!/bin/sh\necho tool\n",
+	"usr/share/doc/id": "base\n",
+}
+
+func writeTree(t testing.TB, root string, tree map[string]string) {
+	t.Helper()
+	for p, content := range tree {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// commitTree prepares a snapshot on parent, writes tree into it, commits.
+func commitTree(t testing.TB, s *Store, key, parent string, tree map[string]string) Layer {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := s.Prepare(ctx, key, parent)
+	if err != nil {
+		t.Fatalf("Prepare %s: %v", key, err)
+	}
+	writeTree(t, snap.Dir, tree)
+	c, err := s.Commit(ctx, key, CommitOptions{})
+	if err != nil {
+		t.Fatalf("Commit %s: %v", key, err)
+	}
+	if c.Empty {
+		t.Fatalf("Commit %s: empty", key)
+	}
+	return c.Layer
+}
+
+// TestCommitCases runs step-like changes on a base layer and checks the
+// committed layer holds exactly the expected entries.
+func TestCommitCases(t *testing.T) {
+	s, _ := openTestStore(t)
+	base := commitTree(t, s, "base", "", baseTree)
+
+	cases := []struct {
+		name   string
+		change func(root string) error
+		want   []string // entry names, in order
+		check  func(t *testing.T, e map[string]layerEntry)
+	}{{
+		name:   "new file",
+		change: func(r string) error { return os.WriteFile(filepath.Join(r, "new.txt"), []byte("hello"), 0o644) },
+		want:   []string{"new.txt"},
+		check: func(t *testing.T, e map[string]layerEntry) {
+			if h := e["new.txt"]; h.hdr.Typeflag != tar.TypeReg || string(h.content) != "hello" || h.hdr.Mode != 0o644 {
+				t.Errorf("new.txt: type %c mode %o content %q", h.hdr.Typeflag, h.hdr.Mode, h.content)
+			}
+		},
+	}, {
+		name:   "delete file",
+		change: func(r string) error { return os.Remove(filepath.Join(r, "etc/motd")) },
+		want:   []string{"etc/", "etc/.wh.motd"},
+		check: func(t *testing.T, e map[string]layerEntry) {
+			if h := e["etc/.wh.motd"]; h.hdr.Typeflag != tar.TypeReg || h.hdr.Size != 0 {
+				t.Errorf("whiteout: type %c size %d", h.hdr.Typeflag, h.hdr.Size)
+			}
+		},
+	}, {
+		name: "replace dir",
+		change: func(r string) error {
+			if err := os.RemoveAll(filepath.Join(r, "etc/apk")); err != nil {
+				return err
+			}
+			if err := os.Mkdir(filepath.Join(r, "etc/apk"), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(r, "etc/apk/world"), []byte("musl\n"), 0o644)
+		},
+		want: []string{"etc/", "etc/apk/", "etc/apk/.wh..wh..opq", "etc/apk/world"},
+		check: func(t *testing.T, e map[string]layerEntry) {
+			for name, h := range e {
+				for k := range h.hdr.PAXRecords {
+					if strings.Contains(k, "overlay") {
+						t.Errorf("%s carries overlay xattr %s", name, k)
+					}
+				}
+			}
+		},
+	}, {
+		name:   "chown",
+		change: func(r string) error { return os.Lchown(filepath.Join(r, "etc/hosts"), 1000, 1000) },
+		want:   []string{"etc/", "etc/hosts"},
+		check: func(t *testing.T, e map[string]layerEntry) {
+			if h := e["etc/hosts"]; h.hdr.Uid != 1000 || h.hdr.Gid != 1000 || string(h.content) != baseTree["etc/hosts"] {
+				t.Errorf("etc/hosts: %d:%d %q", h.hdr.Uid, h.hdr.Gid, h.content)
+			}
+		},
+	}, {
+		name: "hardlinks",
+		change: func(r string) error {
+			if err := os.Mkdir(filepath.Join(r, "data"), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(r, "data/f"), []byte("shared"), 0o644); err != nil {
+				return err
+			}
+			if err := os.Link(filepath.Join(r, "data/f"), filepath.Join(r, "data/g")); err != nil {
+				return err
+			}
+			// A link to a lower file: overlay copies it up first.
+			return os.Link(filepath.Join(r, "bin/tool"), filepath.Join(r, "bin/tool2"))
+		},
+		want: []string{"bin/", "bin/tool", "bin/tool2", "data/", "data/f", "data/g"},
+		check: func(t *testing.T, e map[string]layerEntry) {
+			if h := e["data/g"]; h.hdr.Typeflag != tar.TypeLink || h.hdr.Linkname != "data/f" {
+				t.Errorf("data/g: type %c link %q", h.hdr.Typeflag, h.hdr.Linkname)
+			}
+			if h := e["bin/tool2"]; h.hdr.Typeflag != tar.TypeLink || h.hdr.Linkname != "bin/tool" {
+				t.Errorf("bin/tool2: type %c link %q", h.hdr.Typeflag, h.hdr.Linkname)
+			}
+			if h := e["bin/tool"]; h.hdr.Typeflag != tar.TypeReg || string(h.content) != baseTree["bin/tool"] {
+				t.Errorf("bin/tool: type %c content %q", h.hdr.Typeflag, h.content)
+			}
+		},
+	}, {
+		name: "file capability",
+		change: func(r string) error {
+			p := filepath.Join(r, "bin/ping")
+			if err := os.WriteFile(p, []byte("ping"), 0o755); err != nil {
+				return err
+			}
+			return unix.Lsetxattr(p, "security.capability", capNetRaw, 0)
+		},
+		want: []string{"bin/", "bin/ping"},
+		check: func(t *testing.T, e map[string]layerEntry) {
+			if got := e["bin/ping"].hdr.PAXRecords["SCHILY.xattr.security.capability"]; got != string(capNetRaw) {
+				t.Errorf("security.capability = %x, want %x", got, capNetRaw)
+			}
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			snap, err := s.Prepare(ctx, "case", base.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap.Parent != base.ID {
+				t.Errorf("Parent = %q, want %q", snap.Parent, base.ID)
+			}
+			if err := tc.change(snap.Dir); err != nil {
+				s.Remove("case")
+				t.Fatalf("changing %s: %v", snap.Dir, err)
+			}
+			c, err := s.Commit(ctx, "case", CommitOptions{})
+			if err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			if c.Empty || c.Layer.Parent != base.ID {
+				t.Fatalf("Commit = %+v, want a layer on %s", c, base.ID)
+			}
+			if want := layerID(base.ID, c.Layer.DiffID); c.Layer.ID != want {
+				t.Errorf("layer ID %s, want sha256(parent+\"+\"+diffID) %s", c.Layer.ID, want)
+			}
+			names, entries := readLayer(t, s, c.Layer.ID)
+			if !slices.Equal(names, tc.want) {
+				t.Errorf("layer entries %q, want %q", names, tc.want)
+			}
+			if c.Files != len(names) {
+				t.Errorf("Files = %d, layer has %d entries", c.Files, len(names))
+			}
+			var nbytes int64
+			for _, e := range entries {
+				nbytes += int64(len(e.content))
+			}
+			if c.Bytes != nbytes {
+				t.Errorf("Bytes = %d, layer content is %d bytes", c.Bytes, nbytes)
+			}
+			tc.check(t, entries)
+			if err := s.DeleteLayer(c.Layer.ID); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestBaseLayerID(t *testing.T) {
+	s, _ := openTestStore(t)
+	l := commitTree(t, s, "base", "", map[string]string{"a": "a"})
+	if l.ID != l.DiffID.Encoded() || l.Parent != "" || l.Size <= 0 {
+		t.Errorf("base layer %+v: want ID = DiffID hex, no parent, a size", l)
+	}
+}
+
+func TestEmptyAndDedup(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	base := commitTree(t, s, "base", "", baseTree)
+	before, err := s.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.Prepare(ctx, "noop", base.ID); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Commit(ctx, "noop", CommitOptions{})
+	if err != nil || !c.Empty || c.Layer != (Layer{}) || c.Files != 0 {
+		t.Errorf("Commit of unchanged snapshot = %+v, %v; want Empty", c, err)
+	}
+
+	// The same change twice (same mtime) yields the same layer.
+	var ids []string
+	for _, key := range []string{"one", "two"} {
+		snap, err := s.Prepare(ctx, key, base.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(snap.Dir, "same")
+		if err := os.WriteFile(p, []byte("same"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, fixedTime, fixedTime); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Commit(ctx, key, CommitOptions{Names: []string{"layer-" + key}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.Layer.ID)
+	}
+	if ids[0] != ids[1] {
+		t.Errorf("identical changes gave layers %s and %s", ids[0], ids[1])
+	}
+	after, err := s.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before)+1 {
+		t.Errorf("%d layers before, %d after: want exactly one new", len(before), len(after))
+	}
+	l, err := s.Containers().Layer("layer-two")
+	if err != nil || l.ID != ids[0] {
+		t.Errorf("dedup should add the name: Layer(layer-two) = %v, %v", l, err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	s, dir := openTestStore(t)
+	ctx := context.Background()
+	base := commitTree(t, s, "base", "", baseTree)
+	snap, err := s.Prepare(ctx, "gone", base.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mountsUnder(t, snap.Dir)) != 1 {
+		t.Fatalf("snapshot %s is not mounted", snap.Dir)
+	}
+	if err := os.WriteFile(filepath.Join(snap.Dir, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove("gone"); err != nil {
+		t.Fatal(err)
+	}
+	// (The driver keeps a mount of its own on graph/overlay while open.)
+	assertNoMountsUnder(t, filepath.Join(dir, "graph", "stepexec"))
+	if _, err := os.Stat(filepath.Dir(snap.Dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("snapshot dir %s still there: %v", filepath.Dir(snap.Dir), err)
+	}
+	if err := s.Remove("gone"); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	if err := s.Remove("never-was"); err != nil {
+		t.Errorf("Remove of unknown key: %v", err)
+	}
+	// The key is free again.
+	if _, err := s.Prepare(ctx, "gone", base.ID); err != nil {
+		t.Errorf("Prepare after Remove: %v", err)
+	}
+	if _, err := s.Prepare(ctx, "gone", base.ID); err == nil {
+		t.Error("Prepare with a key in use succeeded")
+	}
+	for _, bad := range []string{"", "a/b", "..", "lock"} {
+		if _, err := s.Prepare(ctx, bad, ""); err == nil {
+			t.Errorf("Prepare with key %q succeeded", bad)
+		}
+	}
+}
+
+// TestCommitFailureLeavesNothing makes Commit fail before and inside
+// PutLayer and checks no layer, mount or snapshot dir is left.
+func TestCommitFailureLeavesNothing(t *testing.T) {
+	s, dir := openTestStore(t)
+	base := commitTree(t, s, "base", "", baseTree)
+
+	cases := []struct {
+		name  string
+		setup func(t *testing.T) (parent string, ctx context.Context)
+	}{{
+		name: "context canceled",
+		setup: func(t *testing.T) (string, context.Context) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return base.ID, ctx
+		},
+	}, {
+		name: "parent deleted",
+		setup: func(t *testing.T) (string, context.Context) {
+			return commitTree(t, s, "doomed-parent", base.ID, map[string]string{"p": "p"}).ID, context.Background()
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, ctx := tc.setup(t)
+			before, err := s.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, err := s.Prepare(context.Background(), "fail", parent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(snap.Dir, "f"), []byte("f"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if parent != base.ID {
+				if err := s.DeleteLayer(parent); err != nil {
+					t.Fatal(err)
+				}
+				before = slices.DeleteFunc(before, func(l Layer) bool { return l.ID == parent })
+			}
+			c, err := s.Commit(ctx, "fail", CommitOptions{})
+			if err == nil {
+				t.Fatalf("Commit succeeded: %+v", c)
+			}
+			t.Logf("Commit error (expected): %v", err)
+			after, err := s.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(after) != len(before) {
+				t.Errorf("layers before %d, after failed Commit %d", len(before), len(after))
+			}
+			if _, err := os.Stat(filepath.Dir(snap.Dir)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("snapshot dir left: %v", err)
+			}
+			assertNoMountsUnder(t, filepath.Join(dir, "graph", "stepexec"))
+			if _, err := s.Commit(context.Background(), "fail", CommitOptions{}); err == nil {
+				t.Error("second Commit of the same key succeeded")
+			}
+		})
+	}
+}
+
+func TestLayersAndDelete(t *testing.T) {
+	s, _ := openTestStore(t)
+	l := commitTree(t, s, "base", "", baseTree)
+	child := commitTree(t, s, "child", l.ID, map[string]string{"c": "c"})
+	has := func(id string) bool {
+		ls, err := s.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(ls, func(x Layer) bool { return x.ID == id })
+	}
+	if !has(l.ID) || !has(child.ID) {
+		t.Fatal("Layers() misses committed layers")
+	}
+	got, err := s.Layer(child.ID)
+	if err != nil || got != child {
+		t.Errorf("Layer(%s) = %+v, %v; want %+v", child.ID, got, err, child)
+	}
+	if err := s.DeleteLayer(l.ID); err == nil {
+		t.Error("deleting a layer with a child succeeded")
+	}
+	for _, id := range []string{child.ID, l.ID} {
+		if err := s.DeleteLayer(id); err != nil {
+			t.Fatal(err)
+		}
+		if has(id) {
+			t.Errorf("layer %s still listed after DeleteLayer", id)
+		}
+		if _, err := s.Layer(id); err == nil {
+			t.Errorf("Layer(%s) works after DeleteLayer", id)
+		}
+	}
+}
+
+// TestChain checks a snapshot on a 3-layer chain sees all layers, with both
+// mount paths (new mount API, mount(2) fallback).
+func TestChain(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	l1 := commitTree(t, s, "l1", "", map[string]string{"one": "1", "gone": "x"})
+	l2 := commitTree(t, s, "l2", l1.ID, map[string]string{"two": "2"})
+	snap, err := s.Prepare(ctx, "l3", l2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, snap.Dir, map[string]string{"three": "3"})
+	if err := os.Remove(filepath.Join(snap.Dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Commit(ctx, "l3", CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l3 := c.Layer
+	if l3.Parent != l2.ID || l2.Parent != l1.ID {
+		t.Fatalf("chain parents wrong: %+v %+v", l3, l2)
+	}
+	for _, legacy := range []bool{false, true} {
+		forceLegacyMount = legacy
+		snap, err := s.Prepare(ctx, "view", l3.ID)
+		forceLegacyMount = false
+		if err != nil {
+			t.Fatalf("Prepare (legacy mount %v): %v", legacy, err)
+		}
+		for name, want := range map[string]string{"one": "1", "two": "2", "three": "3"} {
+			if b, err := os.ReadFile(filepath.Join(snap.Dir, name)); err != nil || string(b) != want {
+				t.Errorf("legacy=%v: %s = %q, %v; want %q", legacy, name, b, err, want)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(snap.Dir, "gone")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("legacy=%v: whited-out file visible: %v", legacy, err)
+		}
+		if err := s.Remove("view"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOpenRemovesStaleSnapshots kills a process that holds a snapshot and
+// checks the next Open removes it, while a live owner's dir is kept.
+func TestOpenRemovesStaleSnapshots(t *testing.T) {
+	root := t.TempDir()
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+root)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper did not get ready: %q %v", line, err)
+	}
+	merged := strings.TrimSpace(strings.TrimPrefix(line, "ready "))
+	cmd.Process.Kill()
+	cmd.Wait()
+	staleOwner := filepath.Dir(filepath.Dir(merged))
+
+	// A live owner: its lock is held (here by the test itself).
+	liveOwner := filepath.Join(root, "graph", "stepexec", "snapshots", "olive")
+	if err := os.MkdirAll(filepath.Join(liveOwner, "k", "upper"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := lockFile(filepath.Join(liveOwner, "lock"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+
+	s, err := Open(Options{Root: filepath.Join(root, "graph"), RunRoot: filepath.Join(root, "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		assertNoMountsUnder(t, root)
+	}()
+	if _, err := os.Stat(staleOwner); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale owner dir %s survived Open: %v", staleOwner, err)
+	}
+	if m := mountsUnder(t, staleOwner); len(m) > 0 {
+		t.Errorf("stale mounts survived Open: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(liveOwner, "k", "upper")); err != nil {
+		t.Errorf("live owner's snapshot removed by Open: %v", err)
+	}
+}
+
+func TestDropMountProgram(t *testing.T) {
+	got := dropMountProgram([]string{"mount_program=/usr/bin/fuse-overlayfs", "overlay.mount_program=/x", "overlay.mountopt=nodev", "skip_mount_home=true"})
+	if want := []string{"overlay.mountopt=nodev", "skip_mount_home=true"}; !slices.Equal(got, want) {
+		t.Errorf("dropMountProgram = %q, want %q", got, want)
+	}
+}
+
+// TestAlpineBase imports the Alpine minirootfs as a base layer through a
+// snapshot and checks its tar round-trips through the store.
+func TestAlpineBase(t *testing.T) {
+	const tarball = "/work/shared/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz"
+	f, err := os.Open(tarball)
+	if err != nil {
+		skipOrFail(t, "Alpine tarball not available: %v", err)
+	}
+	defer f.Close()
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	snap, err := s.Prepare(ctx, "alpine", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := untar(t, f, snap.Dir)
+	c, err := s.Commit(ctx, "alpine", CommitOptions{Names: []string{"alpine-base"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, entries := readLayer(t, s, c.Layer.ID)
+	if len(names) != n || c.Files != n {
+		t.Errorf("tarball has %d entries; layer has %d, Files = %d", n, len(names), c.Files)
+	}
+	if e := entries["bin/busybox"]; e.hdr == nil || e.hdr.Mode != 0o755 || e.hdr.Size < 500_000 {
+		t.Errorf("bin/busybox missing or wrong in layer: %+v", e.hdr)
+	}
+	if e := entries["bin/sh"]; e.hdr == nil || e.hdr.Typeflag != tar.TypeSymlink || e.hdr.Linkname != "/bin/busybox" {
+		t.Errorf("bin/sh should be a symlink to /bin/busybox: %+v", e.hdr)
+	}
+	// A step on it: remove motd.
+	snap, err = s.Prepare(ctx, "step", c.Layer.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(snap.Dir, "lib/ld-musl-x86_64.so.1")); err != nil {
+		t.Errorf("base content not visible: %v", err)
+	}
+	if err := os.Remove(filepath.Join(snap.Dir, "etc/motd")); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := s.Commit(ctx, "step", CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := readLayer(t, s, c2.Layer.ID); !slices.Equal(names, []string{"etc/", "etc/.wh.motd"}) {
+		t.Errorf("step layer = %q", names)
+	}
+}
+
+// untar extracts a gzip'd tar into dir as a step would (ownership, modes,
+// mtimes, links) and returns its entry count.
+func untar(t *testing.T, r io.Reader, dir string) int {
+	t.Helper()
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	n := 0
+	type dirTime struct {
+		path string
+		mt   time.Time
+	}
+	var dirs []dirTime
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if name == "" || name == "." || name == "/" {
+			continue
+		}
+		n++
+		p := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o755)
+			dirs = append(dirs, dirTime{p, h.ModTime})
+		case tar.TypeReg:
+			var b bytes.Buffer
+			if _, err = io.Copy(&b, tr); err == nil {
+				err = os.WriteFile(p, b.Bytes(), 0o600)
+			}
+		case tar.TypeSymlink:
+			err = os.Symlink(h.Linkname, p)
+		case tar.TypeLink:
+			err = os.Link(filepath.Join(dir, strings.TrimPrefix(h.Linkname, "./")), p)
+		default:
+			t.Fatalf("unexpected entry type %c for %s", h.Typeflag, name)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeLink {
+			continue
+		}
+		if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeSymlink {
+			if err := unix.Chmod(p, uint32(h.Mode&0o7777)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chtimes(dirs[i].path, dirs[i].mt, dirs[i].mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// BenchmarkStep measures one tiny RUN step's storage cost: Prepare on a
+// small parent, write one small file, Commit (a new layer each time).
+func BenchmarkStep(b *testing.B) {
+	s, _ := openTestStore(b)
+	ctx := context.Background()
+	parent := commitTree(b, s, "parent", "", baseTree)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		snap, err := s.Prepare(ctx, "step", parent.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		content := []byte(time.Now().String() + strings.Repeat("x", i%7))
+		if err := os.WriteFile(filepath.Join(snap.Dir, "f"), content, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		c, err := s.Commit(ctx, "step", CommitOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if c.Layer.DiffID == "" || c.Layer.DiffID.Validate() != nil {
+			b.Fatalf("bad layer %+v", c.Layer)
+		}
+		if err := s.DeleteLayer(c.Layer.ID); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
