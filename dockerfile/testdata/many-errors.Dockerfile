@@ -1,0 +1,6 @@
+FROM alpine
+COPY a b
+FOO
+ENV
+RUN --mount=x true
+USER me

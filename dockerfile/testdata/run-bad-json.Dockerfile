@@ -1,0 +1,2 @@
+FROM alpine
+RUN ["/bin/echo", "unterminated

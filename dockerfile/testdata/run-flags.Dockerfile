@@ -1,0 +1,3 @@
+FROM alpine
+RUN --mount=type=cache,target=/root/.cache true
+RUN --network=none true

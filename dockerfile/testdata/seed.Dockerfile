@@ -1,0 +1,3 @@
+FROM alpine
+RUN echo hi > /hello
+CMD ["/bin/cat","/hello"]

@@ -1,0 +1,3 @@
+FROM alpine
+FOO bar
+RUN true

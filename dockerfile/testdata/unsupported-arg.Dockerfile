@@ -1,0 +1,3 @@
+FROM alpine
+RUN true
+ARG X=1
