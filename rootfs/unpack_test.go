@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -358,10 +359,12 @@ func TestUnpackAlpine(t *testing.T) {
 	}{{"gzip", tgz}, {"plain", plain}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			start := time.Now()
 			st, err := Unpack(context.Background(), bytes.NewReader(tc.data), dir)
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("%s: %d entries, %d bytes in %v", tc.name, st.Entries, st.Bytes, time.Since(start))
 			n := compareWithTar(t, dir, plain)
 			if st.Entries != n || st.SkippedDevices != 0 || st.SkippedXattrs != 0 {
 				t.Errorf("stats %+v, want %d entries", st, n)
