@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/stepexec/stepexec"
+	"github.com/stepexec/stepexec/image"
+)
+
+func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
+	var (
+		tags     []string
+		file     string
+		outputs  []string
+		progress string
+		target   string
+	)
+	cmd := &cobra.Command{
+		Use:   "build [flags] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Args:  exactArgs(1, "build needs one build context directory, e.g. `stepexec build -t app .`"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			outs, err := parseOutputs(outputs)
+			if err != nil {
+				return usageError{err}
+			}
+			mode, err := progressMode(progress)
+			if err != nil {
+				return usageError{err}
+			}
+			b, err := openBuilder(g)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			p := newProgress(mode, os.Stderr)
+			img, err := b.Build(ctx, stepexec.BuildOptions{
+				ContextDir: args[0],
+				Dockerfile: file,
+				Target:     target,
+				Tags:       tags,
+				Outputs:    outs,
+				Progress:   p,
+			})
+			p.Finish(err)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(os.Stdout, "sha256:"+img.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&tags, "tag", "t", nil, "name the image (repeatable), e.g. -t app or -t app:1.0")
+	f.StringVarP(&file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
+	f.StringArrayVarP(&outputs, "output", "o", nil, "also export the image: type=oci,dest=DIR or type=oci,dest=FILE.tar (repeatable)")
+	f.StringVar(&progress, "progress", "auto", "progress output: auto, plain or tty")
+	f.StringVar(&target, "target", "", "build this stage (default: the last)")
+	return cmd
+}
+
+// parseOutputs reads docker's --output CSV syntax.
+func parseOutputs(specs []string) ([]image.OCIOutput, error) {
+	var outs []image.OCIOutput
+	for _, spec := range specs {
+		kv := map[string]string{}
+		for _, field := range strings.Split(spec, ",") {
+			k, v, ok := strings.Cut(field, "=")
+			if !ok {
+				return nil, fmt.Errorf("--output %q: %q is not KEY=VALUE (want type=oci,dest=PATH)", spec, field)
+			}
+			kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+		if kv["type"] != "oci" {
+			return nil, fmt.Errorf("--output %q: type %q is not supported yet (only type=oci)", spec, kv["type"])
+		}
+		if kv["dest"] == "" {
+			return nil, fmt.Errorf("--output %q: dest=PATH is required", spec)
+		}
+		out := image.OCIOutput{Dest: kv["dest"]}
+		if n := kv["name"]; n != "" {
+			nn, err := image.Normalize(n)
+			if err != nil {
+				return nil, fmt.Errorf("--output %q: %w", spec, err)
+			}
+			out.Name = nn
+		}
+		for k := range kv {
+			if k != "type" && k != "dest" && k != "name" {
+				return nil, fmt.Errorf("--output %q: option %q is not supported", spec, k)
+			}
+		}
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
+func progressMode(s string) (string, error) {
+	switch s {
+	case "plain", "tty":
+		return s, nil
+	case "auto", "":
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			return "tty", nil
+		}
+		return "plain", nil
+	}
+	return "", fmt.Errorf("--progress %q: want auto, plain or tty", s)
+}
+
+func importCommand(ctx context.Context, g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import TARBALL [NAME...]",
+		Short: "Import a root filesystem tarball (plain or gzip; - for stdin) as a base image",
+		Long: "Import a root filesystem tarball as a one-layer base image.\n\n" +
+			"Without NAMEs, the image is named after the tarball's /etc/os-release:\n" +
+			"Alpine 3.20.3 becomes alpine:3.20.3, alpine:3.20 and alpine:latest, so\n" +
+			"`FROM alpine` and `FROM alpine:3.20` find it.",
+		Args: minArgs(1, "import needs a tarball: `stepexec import alpine-minirootfs.tar.gz`"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r io.Reader = os.Stdin
+			source := "-"
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+				source = filepath.Base(args[0])
+			}
+			b, err := openBuilder(g)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			res, err := b.Import(ctx, r, stepexec.ImportOptions{Names: args[1:], Source: source})
+			if err != nil {
+				return err
+			}
+			for _, n := range res.Image.Names {
+				fmt.Fprintln(os.Stderr, "Tagged "+n)
+			}
+			if res.Stats.SkippedDevices > 0 {
+				fmt.Fprintf(os.Stderr, "note: %d device nodes were skipped (they cannot be created without root)\n", res.Stats.SkippedDevices)
+			}
+			fmt.Fprintln(os.Stdout, "sha256:"+res.Image.ID)
+			return nil
+		},
+	}
+}
+
+func imagesCommand(g *globalFlags) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "images",
+		Short: "List images",
+		Args:  exactArgs(0, "images takes no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := openBuilder(g)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			imgs, err := b.Images().List()
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, img := range imgs {
+					fmt.Println(img.ShortID())
+				}
+				return nil
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			for _, img := range imgs {
+				created := units.HumanDuration(time.Since(img.Created)) + " ago"
+				size := units.HumanSizeWithPrecision(float64(img.Size), 3)
+				if len(img.Names) == 0 {
+					fmt.Fprintf(w, "<none>\t<none>\t%s\t%s\t%s\n", img.ShortID(), created, size)
+				}
+				for _, n := range img.Names {
+					repo, tag := image.SplitName(n)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", repo, tag, img.ShortID(), created, size)
+				}
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	return cmd
+}
+
+func inspectCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Print an image's OCI image config as JSON",
+		Args:  exactArgs(1, "inspect needs one image name or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := openBuilder(g)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			img, err := b.Images().Get(args[0])
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(img.Config)
+		},
+	}
+}
+
+func rmiCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rmi IMAGE...",
+		Short: "Remove images (untag a name; delete the image with its last name)",
+		Args:  minArgs(1, "rmi needs at least one image name or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := openBuilder(g)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			var failed error
+			for _, ref := range args {
+				done, err := b.Images().Remove(ref)
+				for _, line := range done {
+					fmt.Println(line)
+				}
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+					failed = fmt.Errorf("some images could not be removed")
+				}
+			}
+			return failed
+		},
+	}
+}
+
+func exactArgs(n int, msg string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s", msg)}
+		}
+		return nil
+	}
+}
+
+func minArgs(n int, msg string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usageError{fmt.Errorf("%s", msg)}
+		}
+		return nil
+	}
+}

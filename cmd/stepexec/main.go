@@ -1,0 +1,118 @@
+// Command stepexec builds OCI images from Dockerfiles, rootless and without
+// a daemon. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stepexec/stepexec"
+	"github.com/stepexec/stepexec/runtime/userns"
+)
+
+// globalFlags are the flags every command takes.
+type globalFlags struct {
+	root      string
+	runRoot   string
+	singleUID bool
+}
+
+func main() {
+	if stepexec.Reexec() {
+		return
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	var g globalFlags
+	ctx, sig := signalContext()
+	rootCmd := &cobra.Command{
+		Use:           "stepexec",
+		Short:         "Build OCI images from Dockerfiles without root and without a daemon",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := rootCmd.PersistentFlags()
+	pf.StringVar(&g.root, "root", "", "storage graph root (default: containers/storage's, ~/.local/share/containers/storage when rootless)")
+	pf.StringVar(&g.runRoot, "runroot", "", "storage run root (default: podman's for this user)")
+	pf.BoolVar(&g.singleUID, "single-uid", false, "map only your own uid/gid (no /etc/subuid range needed): "+userns.WarnSingleUID)
+
+	rootCmd.AddCommand(
+		buildCommand(ctx, &g),
+		importCommand(ctx, &g),
+		imagesCommand(&g),
+		inspectCommand(&g),
+		rmiCommand(&g),
+	)
+	err := rootCmd.ExecuteContext(ctx)
+	if s := sig(); s != 0 {
+		// Interrupted: the build already cleaned up; exit as a shell would.
+		fmt.Fprintf(os.Stderr, "stepexec: interrupted by %v\n", s)
+		return 128 + int(s)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// usageError marks errors in how the command was called.
+type usageError struct{ error }
+
+// signalContext is cancelled by the first SIGINT or SIGTERM; the returned
+// func tells which one arrived (0 for none).
+func signalContext() (context.Context, func() syscall.Signal) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	got := make(chan syscall.Signal, 1)
+	go func() {
+		s := <-ch
+		got <- s.(syscall.Signal)
+		cancel()
+	}()
+	return ctx, func() syscall.Signal {
+		select {
+		case s := <-got:
+			got <- s
+			return s
+		default:
+			return 0
+		}
+	}
+}
+
+// openBuilder enters the user namespace (re-executing this command there
+// when rootless) and opens the store.
+func openBuilder(g *globalFlags) (*stepexec.Builder, error) {
+	mode := userns.SubIDs
+	if g.singleUID {
+		mode = userns.SingleUID
+	}
+	if err := stepexec.EnterNamespace(mode); err != nil {
+		return nil, err
+	}
+	if g.singleUID && os.Getenv("STEPEXEC_QUIET_SINGLE_UID") == "" {
+		fmt.Fprintln(os.Stderr, "warning: --single-uid: "+userns.WarnSingleUID)
+	}
+	var opts []stepexec.Option
+	if g.root != "" {
+		opts = append(opts, stepexec.WithRoot(g.root))
+	}
+	if g.runRoot != "" {
+		opts = append(opts, stepexec.WithRunRoot(g.runRoot))
+	}
+	return stepexec.Open(opts...)
+}

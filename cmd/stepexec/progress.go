@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/go-units"
+
+	"github.com/stepexec/stepexec"
+)
+
+// progressPrinter renders build events. Plain mode prints one line per
+// event, prefixed "#STEP" as `docker build --progress=plain` does, so a
+// RUN's life is visible: sandbox created → command ran → diff → layer →
+// sandbox removed. Tty mode prints a line per instruction and keeps step
+// output out of the way unless the step fails.
+type progressPrinter struct {
+	mu    sync.Mutex
+	w     io.Writer
+	tty   bool
+	start time.Time
+	steps int
+	cur   int
+	text  map[int]string
+	tail  *tailBuffer // tty: the current step's output, shown if it fails
+	summ  map[int]string
+}
+
+func newProgress(mode string, w io.Writer) *progressPrinter {
+	return &progressPrinter{w: w, tty: mode == "tty", start: time.Now(), text: map[int]string{}, summ: map[int]string{}}
+}
+
+func (p *progressPrinter) Event(e stepexec.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		p.ttyEvent(e)
+		return
+	}
+	pre := fmt.Sprintf("#%d ", e.Step)
+	if e.Step == 0 {
+		pre = "#" + fmt.Sprint(p.steps+1) + " "
+	}
+	switch e.Kind {
+	case stepexec.StepStarted:
+		p.steps = e.Steps
+		fmt.Fprintf(p.w, "%s[%d/%d] %s\n", pre, e.Step, e.Steps, e.Text)
+	case stepexec.BaseResolved:
+		fmt.Fprintf(p.w, "%sresolved %s %s\n", pre, e.Name, e.Digest)
+	case stepexec.SandboxCreated:
+		fmt.Fprintf(p.w, "%ssandbox created in %s\n", pre, ms(e.Duration))
+	case stepexec.CommandExited:
+		fmt.Fprintf(p.w, "%scommand ran: exit code %d in %.3fs\n", pre, e.ExitCode, e.Duration.Seconds())
+	case stepexec.LayerDiffed:
+		if e.Empty {
+			fmt.Fprintf(p.w, "%sdiff: no changes, no layer\n", pre)
+		} else {
+			fmt.Fprintf(p.w, "%sdiff: %d files changed, %s\n", pre, e.Files, bytesText(e.Bytes))
+		}
+	case stepexec.LayerCommitted:
+		fmt.Fprintf(p.w, "%slayer %s\n", pre, e.Digest)
+	case stepexec.SandboxRemoved:
+		fmt.Fprintf(p.w, "%ssandbox removed in %s\n", pre, ms(e.Duration))
+	case stepexec.StepDone:
+		fmt.Fprintf(p.w, "%sDONE %.3fs\n", pre, e.Duration.Seconds())
+	case stepexec.ImageWritten:
+		fmt.Fprintf(p.w, "%swriting image %s done\n", pre, e.Digest)
+	case stepexec.ImageNamed:
+		fmt.Fprintf(p.w, "%snaming to %s done\n", pre, e.Name)
+	case stepexec.OutputWritten:
+		fmt.Fprintf(p.w, "%sexporting OCI image to %s done\n", pre, e.Name)
+	}
+}
+
+func (p *progressPrinter) ttyEvent(e stepexec.Event) {
+	switch e.Kind {
+	case stepexec.StepStarted:
+		p.steps, p.cur = e.Steps, e.Step
+		p.text[e.Step] = e.Text
+		p.tail = &tailBuffer{max: 20}
+		fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s", e.Step, e.Steps, e.Text)
+	case stepexec.LayerDiffed:
+		if e.Empty {
+			p.summ[e.Step] = "no changes"
+		} else {
+			p.summ[e.Step] = fmt.Sprintf("%d files, %s", e.Files, bytesText(e.Bytes))
+		}
+	case stepexec.StepDone:
+		extra := ""
+		if s := p.summ[e.Step]; s != "" {
+			extra = "  (" + s + ")"
+		}
+		fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s  %.2fs%s\n", e.Step, e.Steps, p.text[e.Step], e.Duration.Seconds(), extra)
+		p.tail = nil
+	case stepexec.ImageWritten:
+		fmt.Fprintf(p.w, " => writing image %s\n", e.Digest)
+	case stepexec.ImageNamed:
+		fmt.Fprintf(p.w, " => naming to %s\n", e.Name)
+	case stepexec.OutputWritten:
+		fmt.Fprintf(p.w, " => exporting OCI image to %s\n", e.Name)
+	}
+}
+
+// Output returns where a step's stdout and stderr go: in plain mode the
+// terminal, a line at a time with the step's prefix; in tty mode a buffer.
+func (p *progressPrinter) Output(step int) io.Writer {
+	return &lineWriter{p: p, prefix: fmt.Sprintf("#%d ", step)}
+}
+
+// Finish ends the display; on failure a tty shows the failed step's output.
+func (p *progressPrinter) Finish(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.tty || err == nil {
+		return
+	}
+	fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s  ERROR\n", p.cur, p.steps, p.text[p.cur])
+	var se *stepexec.StepError
+	if errors.As(err, &se) && p.tail != nil {
+		for _, line := range p.tail.lines {
+			fmt.Fprintf(p.w, "    %s\n", line)
+		}
+	}
+}
+
+// lineWriter turns a step's output into whole lines, so stdout and stderr,
+// written concurrently, never interleave mid-line.
+type lineWriter struct {
+	p      *progressPrinter
+	prefix string
+	buf    bytes.Buffer
+	mu     sync.Mutex
+}
+
+func (l *lineWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(b)
+	for {
+		line, err := l.buf.ReadString('\n')
+		if err != nil {
+			// Keep the partial line for later; a very long one is flushed.
+			if len(line) > 64<<10 {
+				l.emit(line)
+			} else {
+				l.buf.Reset()
+				l.buf.WriteString(line)
+			}
+			return len(b), nil
+		}
+		l.emit(strings.TrimSuffix(line, "\n"))
+	}
+}
+
+// Flush emits a last line that had no newline.
+func (l *lineWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() > 0 {
+		l.emit(l.buf.String())
+		l.buf.Reset()
+	}
+}
+
+func (l *lineWriter) emit(line string) {
+	l.p.mu.Lock()
+	defer l.p.mu.Unlock()
+	if l.p.tty {
+		if l.p.tail != nil {
+			l.p.tail.add(line)
+		}
+		return
+	}
+	fmt.Fprintf(l.p.w, "%s%s\n", l.prefix, line)
+}
+
+type tailBuffer struct {
+	max   int
+	lines []string
+}
+
+func (t *tailBuffer) add(line string) {
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[1:]
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
+
+func bytesText(n int64) string {
+	if n < 1000 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return units.HumanSizeWithPrecision(float64(n), 3)
+}

@@ -1,0 +1,116 @@
+package stepexec
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/rootfs"
+	"github.com/stepexec/stepexec/snapshot"
+)
+
+// ImportOptions names an imported root filesystem.
+type ImportOptions struct {
+	// Names for the image; when empty they come from the tarball's
+	// /etc/os-release (Alpine 3.20.3 → alpine:3.20.3, alpine:3.20, alpine:latest).
+	Names []string
+	// Source describes the tarball in the image's history.
+	Source string
+}
+
+// ImportResult is what an import made.
+type ImportResult struct {
+	Image image.Image
+	Layer snapshot.Layer
+	Stats rootfs.Stats
+}
+
+// Import stores a root filesystem tarball (plain or gzip) as a one-layer
+// base image. The layer's ID is its diffID, so importing the same tarball
+// again yields the same layer.
+func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ImportResult, error) {
+	key := "import-" + randomID()
+	snap, err := b.store.Prepare(ctx, key, "")
+	if err != nil {
+		return ImportResult{}, err
+	}
+	stats, err := rootfs.Unpack(ctx, r, snap.Dir)
+	if err != nil {
+		b.store.Remove(key)
+		return ImportResult{}, fmt.Errorf("unpacking %s: %w", opts.Source, err)
+	}
+	names := opts.Names
+	if len(names) == 0 {
+		if osr, err := rootfs.OSRelease(snap.Dir); err == nil {
+			names = rootfs.ImportNames(osr)
+		}
+	}
+	if len(names) == 0 {
+		b.store.Remove(key)
+		return ImportResult{}, fmt.Errorf("%s has no /etc/os-release to name the image after: give a name", opts.Source)
+	}
+	normalized := make([]string, 0, len(names))
+	for _, n := range names {
+		nn, err := image.Normalize(n)
+		if err != nil {
+			b.store.Remove(key)
+			return ImportResult{}, err
+		}
+		normalized = append(normalized, nn)
+	}
+	hasShell := false
+	if fi, err := os.Lstat(snap.Dir + "/bin/sh"); err == nil && fi.Mode().Type() != os.ModeDir {
+		hasShell = true
+	}
+
+	before, err := b.store.Layers()
+	if err != nil {
+		b.store.Remove(key)
+		return ImportResult{}, err
+	}
+	c, err := b.store.Commit(ctx, key, snapshot.CommitOptions{})
+	if err != nil {
+		return ImportResult{}, fmt.Errorf("storing %s: %w", opts.Source, err)
+	}
+	if c.Empty {
+		return ImportResult{}, fmt.Errorf("%s holds no files", opts.Source)
+	}
+
+	now := time.Now().UTC()
+	cfg := ocispec.Image{
+		Created:  &now,
+		Platform: ocispec.Platform{OS: "linux", Architecture: goarch()},
+		Config:   ocispec.ImageConfig{Env: []string{defaultPath}},
+		History: []ocispec.History{{
+			Created:   &now,
+			CreatedBy: "stepexec import " + opts.Source,
+			Comment:   "stepexec",
+		}},
+	}
+	// The official images of shell-bearing distributions default to a shell.
+	if hasShell {
+		cfg.Config.Cmd = []string{"/bin/sh"}
+	}
+	img, err := b.images.Put(cfg, []image.Layer{{ID: c.Layer.ID, DiffID: c.Layer.DiffID, Size: c.Layer.Size}}, normalized)
+	if err != nil {
+		if !containsLayer(before, c.Layer.ID) {
+			b.store.DeleteLayer(c.Layer.ID)
+		}
+		return ImportResult{}, err
+	}
+	return ImportResult{Image: img, Layer: c.Layer, Stats: stats}, nil
+}
+
+func containsLayer(layers []snapshot.Layer, id string) bool {
+	for _, l := range layers {
+		if l.ID == id {
+			return true
+		}
+	}
+	return false
+}

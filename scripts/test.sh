@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test. As root (CI) it first prepares the host and the
+# unprivileged test user, runs the suite as root — the integration tests run
+# the binary both as that user and as root — then runs the packages that
+# enter namespaces again as that user. As a normal user it runs all of it
+# as that user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tags=$(cat scripts/build-tags)
+export STEPEXEC_ALPINE_TARBALL=${STEPEXEC_ALPINE_TARBALL:-$(scripts/alpine.sh)}
+export CGO_ENABLED=1
+
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/setup-host.sh --test-user "${STEPEXEC_TEST_USER:-stepexec-ci}"
+fi
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed: $unformatted" >&2
+  exit 1
+fi
+go vet -tags "$tags" ./...
+go test -tags "$tags" -count=1 -timeout 20m ./...
+if [ "$(id -u)" -eq 0 ]; then
+  go test -tags "$tags" -count=1 -timeout 10m -exec "$PWD/scripts/as-test-user" \
+    ./rootfs/... ./runtime/... ./snapshot/...
+fi

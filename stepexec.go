@@ -1,0 +1,121 @@
+// Package stepexec builds OCI images from Dockerfiles without a daemon and
+// without root: each RUN step runs in fresh namespaces (runc's libcontainer)
+// on an overlay snapshot of the previous layer, and the snapshot's upper
+// directory becomes the step's layer.
+//
+// Embedding: call [Reexec] first thing in main and return if it says so;
+// then [EnterNamespace] (which re-executes the program once into a user
+// namespace when not run as root); then [Open] a Builder.
+//
+//	func main() {
+//		if stepexec.Reexec() {
+//			return
+//		}
+//		if err := stepexec.EnterNamespace(userns.SubIDs); err != nil { ... }
+//		b, err := stepexec.Open()
+//		...
+//		img, err := b.Build(ctx, stepexec.BuildOptions{ContextDir: "."})
+//	}
+package stepexec
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.podman.io/storage/pkg/reexec"
+
+	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/runtime"
+	"github.com/stepexec/stepexec/runtime/userns"
+	"github.com/stepexec/stepexec/snapshot"
+)
+
+// Reexec serves the roles a stepexec program is re-executed in:
+// libcontainer's init (handled when package runtime loads) and
+// containers/storage's helpers. When it returns true the process has done
+// its job and main must return.
+func Reexec() bool {
+	return reexec.Init()
+}
+
+// EnterNamespace checks the host and, when not run as root, re-executes the
+// program once inside a user and mount namespace that maps the caller's
+// subordinate ids; the original process then only waits and exits with the
+// child's status, so EnterNamespace returns only in the child (or as root).
+func EnterNamespace(mode userns.Mode) error {
+	// The re-executed child is already where the checks lead.
+	entered := os.Getenv(userns.ModeEnv) != "" && os.Geteuid() == 0 && userns.InUserNamespace()
+	if !entered {
+		if err := userns.Preflight(mode); err != nil {
+			return err
+		}
+	}
+	return userns.Enter(mode)
+}
+
+// Builder builds, imports and keeps images in one containers/storage store.
+type Builder struct {
+	store   *snapshot.Store
+	images  *image.Store
+	runtime *runtime.Runtime
+	state   string
+}
+
+type options struct {
+	root, runRoot string
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithRoot sets the store's graph root (default: containers/storage's, e.g.
+// ~/.local/share/containers/storage for a rootless user).
+func WithRoot(dir string) Option { return func(o *options) { o.root = dir } }
+
+// WithRunRoot sets the store's run root (locks and mount state).
+func WithRunRoot(dir string) Option { return func(o *options) { o.runRoot = dir } }
+
+// Open opens the store. It must run as uid 0: inside the namespace
+// EnterNamespace made, or as real root.
+func Open(opts ...Option) (*Builder, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("stepexec: Open needs uid 0: call EnterNamespace first")
+	}
+	store, err := snapshot.Open(snapshot.Options{Root: o.root, RunRoot: o.runRoot})
+	if err != nil {
+		return nil, err
+	}
+	// libcontainer's state lives apart from the binary's directory: its
+	// binary-sealing trick fails with ELOOP when they overlap.
+	state, err := os.MkdirTemp("", "stepexec-state-")
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	rt, err := runtime.New(runtime.Options{StateDir: filepath.Join(state, "runc")})
+	if err != nil {
+		store.Close()
+		os.RemoveAll(state)
+		return nil, err
+	}
+	return &Builder{store: store, images: image.NewStore(store.Containers()), runtime: rt, state: state}, nil
+}
+
+// Images gives access to the images the builder keeps.
+func (b *Builder) Images() *image.Store { return b.images }
+
+// Close releases the store and removes the builder's temporary state.
+func (b *Builder) Close() error {
+	rerr := b.runtime.Close()
+	serr := b.store.Close()
+	os.RemoveAll(b.state)
+	if rerr != nil {
+		return rerr
+	}
+	return serr
+}
