@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"go.podman.io/storage/pkg/unshare"
 	"golang.org/x/sys/unix"
@@ -69,6 +71,9 @@ func enteredChildSetup() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making / rprivate in the outer mount namespace: %w", err)
 	}
+	if err := reexecSealed(); err != nil {
+		return err
+	}
 	if CurrentMode() == SubIDs {
 		// pkg/unshare silently falls back to a single-id map when newuidmap
 		// fails: refuse to pretend we have the subid range.
@@ -85,6 +90,38 @@ func enteredChildSetup() error {
 		}
 	}
 	return nil
+}
+
+// reexecSealed re-executes the process once from a sealed memfd copy of
+// its binary unless it already runs from one. Why: libcontainer protects
+// /proc/self/exe for every step's "init" either with a cheap overlay of the
+// binary's directory (which fails in here: pkg/unshare started us from a
+// detached bind mount, so /proc/self/exe reads "/") or by copying the
+// whole binary into a memfd per step (~9 MB, many ms). A binary that
+// already is a sealed memfd is used as is, so we pay the copy once.
+func reexecSealed() error {
+	if exeseal.IsSelfExeCloned() {
+		return nil
+	}
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("opening own binary: %w", err)
+	}
+	defer self.Close()
+	st, err := self.Stat()
+	if err != nil {
+		return fmt.Errorf("stat own binary: %w", err)
+	}
+	sealed, err := exeseal.CloneBinary(self, st.Size(), "stepexec", os.TempDir())
+	if err != nil {
+		return fmt.Errorf("sealing a copy of own binary: %w", err)
+	}
+	// The fd is close-on-exec: fine for an ELF binary, whose file the
+	// kernel holds once execve has opened it.
+	path := "/proc/self/fd/" + strconv.Itoa(int(sealed.Fd()))
+	err = unix.Exec(path, os.Args, os.Environ())
+	sealed.Close()
+	return fmt.Errorf("re-executing from a sealed copy %s: %w", path, err)
 }
 
 func total(m []configs.IDMap) int64 {

@@ -34,9 +34,11 @@ type host struct {
 
 func realHost() host {
 	h := host{
-		uid:         os.Getuid(),
-		gid:         os.Getgid(),
-		realRoot:    isRealRoot(),
+		uid: os.Getuid(),
+		gid: os.Getgid(),
+		// Already in the outer namespace (the re-exec'd child): the user
+		// namespace checks are moot, as for real root.
+		realRoot:    isRealRoot() || isEnteredChild(),
 		subuid:      "/etc/subuid",
 		subgid:      "/etc/subgid",
 		usernsClone: "/proc/sys/kernel/unprivileged_userns_clone",
@@ -62,8 +64,8 @@ func realHost() host {
 // Preflight diagnoses, before anything else, why the outer namespace of
 // mode cannot be made on this host, with one sentence per problem naming
 // the file, binary or sysctl involved and the fix. It returns nil when no
-// problem is found, else all problems joined. As real root only the
-// overlayfs check applies; SingleUID skips the helper and subid checks.
+// problem is found, else all problems joined. As real root, or inside the
+// outer namespace already, only the overlayfs check applies; SingleUID skips the helper and subid checks.
 func Preflight(mode Mode) error {
 	return realHost().preflight(mode)
 }
