@@ -212,7 +212,7 @@ func (lw *layerWriter) writeHeader(hdr *tar.Header, full string) error {
 }
 
 func (lw *layerWriter) copyFile(full string, size int64) error {
-	f, err := os.Open(full)
+	f, err := os.OpenFile(full, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", full, err)
 	}

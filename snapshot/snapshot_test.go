@@ -647,9 +647,12 @@ func BenchmarkStep(b *testing.B) {
 	s, _ := openTestStore(b)
 	ctx := context.Background()
 	parent := commitTree(b, s, "parent", "", baseTree)
+	var prepare, commit time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
 		snap, err := s.Prepare(ctx, "step", parent.ID)
+		prepare += time.Since(t0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -657,7 +660,9 @@ func BenchmarkStep(b *testing.B) {
 		if err := os.WriteFile(filepath.Join(snap.Dir, "f"), content, 0o644); err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
 		c, err := s.Commit(ctx, "step", CommitOptions{})
+		commit += time.Since(t1)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -669,5 +674,32 @@ func BenchmarkStep(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+	}
+	b.ReportMetric(float64(prepare.Nanoseconds())/float64(b.N), "prepare-ns/op")
+	b.ReportMetric(float64(commit.Nanoseconds())/float64(b.N), "commit-ns/op")
+}
+
+func TestRootlessRunRoot(t *testing.T) {
+	ownedSet := func(dirs ...string) func(string) bool {
+		return func(d string) bool { return slices.Contains(dirs, d) }
+	}
+	cases := []struct {
+		name   string
+		xdg    string
+		xdgSet bool
+		owned  func(string) bool
+		want   string
+	}{
+		{"xdg usable", "/run/user/1001", true, ownedSet("/run/user/1001"), "/run/user/1001/containers"},
+		{"xdg elsewhere", "/tmp/xdg", true, ownedSet("/tmp/xdg", "/run/user/1001"), "/tmp/xdg/containers"},
+		{"no xdg, /run/user", "", false, ownedSet("/run/user/1001"), "/run/user/1001/containers"},
+		{"no xdg, nothing", "", false, ownedSet(), "/tmp/podman-run-1001/containers"},
+		{"xdg unusable", "/run/user/1001", true, ownedSet(), "/tmp/containers-user-1001/containers"},
+		{"xdg unusable, /run/user ok", "/nope", true, ownedSet("/run/user/1001"), "/run/user/1001/containers"},
+	}
+	for _, tc := range cases {
+		if got := rootlessRunRoot(1001, tc.xdg, tc.xdgSet, tc.owned, "/tmp"); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

@@ -154,18 +154,22 @@ func DefaultRunRoot(storageDefault string) string {
 		var st unix.Stat_t
 		return unix.Stat(dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Geteuid()
 	}
-	u := strconv.Itoa(uid)
 	xdg, xdgSet := os.LookupEnv("XDG_RUNTIME_DIR")
-	xdgSet = xdgSet && xdg != ""
+	return rootlessRunRoot(uid, xdg, xdgSet && xdg != "", owned, os.TempDir())
+}
+
+// rootlessRunRoot is rules 2-5 of DefaultRunRoot.
+func rootlessRunRoot(uid int, xdg string, xdgSet bool, owned func(string) bool, tmp string) string {
+	u := strconv.Itoa(uid)
 	switch {
 	case xdgSet && owned(xdg):
 		return filepath.Join(xdg, "containers")
 	case owned(filepath.Join("/run/user", u)):
 		return filepath.Join("/run/user", u, "containers")
 	case !xdgSet:
-		return filepath.Join(os.TempDir(), "podman-run-"+u, "containers")
+		return filepath.Join(tmp, "podman-run-"+u, "containers")
 	default:
-		return filepath.Join(os.TempDir(), "containers-user-"+u, "containers")
+		return filepath.Join(tmp, "containers-user-"+u, "containers")
 	}
 }
 
