@@ -44,6 +44,9 @@ type Store struct {
 // Open opens (creating if needed) the store with the overlay driver, checks
 // that overlay runs natively, and removes snapshot directories left by
 // processes that were killed. It must be called as uid 0.
+//
+// containers/storage hands out one shared store per graph root and run root
+// in a process, and Close shuts it down: open a root once per process.
 func Open(opts Options) (*Store, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("snapshot: opening the store needs uid 0 (real root, or root in stepexec's user namespace); running as uid %d", os.Geteuid())
