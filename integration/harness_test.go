@@ -98,6 +98,7 @@ type account struct {
 	runRoot  string // --runroot
 	tmp      string // TMPDIR: stepexec's temp dirs must not outlive a command
 	work     string // scratch files the user can read and write
+	since    int64  // nowTicks() when the account was made
 }
 
 // accounts returns the users to run the suite as: the unprivileged test
@@ -133,7 +134,7 @@ func newAccount(t *testing.T, u *user.User) *account {
 	}
 	a := &account{name: u.Username, uid: uid, gid: gid, home: u.HomeDir,
 		root: filepath.Join(base, "store"), runRoot: filepath.Join(base, "run"),
-		tmp: filepath.Join(base, "tmp"), work: filepath.Join(base, "work")}
+		tmp: filepath.Join(base, "tmp"), work: filepath.Join(base, "work"), since: nowTicks()}
 	for _, d := range []string{a.tmp, a.work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -144,7 +145,13 @@ func newAccount(t *testing.T, u *user.User) *account {
 			os.Chown(d, uid, gid)
 		}
 	}
-	t.Cleanup(func() { a.removeAll(t, base) })
+	t.Cleanup(func() {
+		if os.Getuid() == 0 && uid != 0 {
+			// podman leaves its rootless pause process running.
+			exec.Command("pkill", "-U", strconv.Itoa(uid), "-x", "catatonit").Run()
+		}
+		a.removeAll(t, base)
+	})
 	return a
 }
 
@@ -294,11 +301,16 @@ func (a *account) assertNothingLeft(t *testing.T, before []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if entries, _ := os.ReadDir(a.tmp); len(entries) > 0 {
-		var names []string
-		for _, e := range entries {
+	var names []string
+	entries, _ := os.ReadDir(a.tmp)
+	for _, e := range entries {
+		// containers/storage makes the default run root of a user without
+		// XDG_RUNTIME_DIR here, as podman does; it is meant to stay.
+		if e.Name() != "storage-run-"+strconv.Itoa(a.uid) {
 			names = append(names, e.Name())
 		}
+	}
+	if len(names) > 0 {
 		t.Errorf("temp dirs left in TMPDIR: %v", names)
 	}
 	snaps, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "snapshots", "*"))
@@ -330,8 +342,11 @@ func (a *account) processes(t *testing.T) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		if startTicks(p) < a.since {
+			continue // older than this account: not the suite's doing
+		}
 		mine := strings.Contains(cmd, a.root) || strings.Contains(cmd, stepMarker)
-		if a.rootless() {
+		if a.rootless() && !strings.HasPrefix(cmd, "catatonit") {
 			status, _ := os.ReadFile(filepath.Join(p, "status"))
 			for _, line := range strings.Split(string(status), "\n") {
 				if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
@@ -346,6 +361,32 @@ func (a *account) processes(t *testing.T) []string {
 		}
 	}
 	return left
+}
+
+// startTicks is a process's start time in clock ticks since boot.
+func startTicks(proc string) int64 {
+	raw, err := os.ReadFile(filepath.Join(proc, "stat"))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; starttime is field 22.
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[19], 10, 64)
+	return n
+}
+
+// nowTicks is the current time in the same unit as startTicks (USER_HZ=100).
+func nowTicks() int64 {
+	raw, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0
+	}
+	up, _ := strconv.ParseFloat(strings.Fields(string(raw))[0], 64)
+	return int64(up * 100)
 }
 
 // stepMarker is put into RUN commands so leftover step processes can be found.
