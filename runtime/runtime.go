@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -96,6 +97,9 @@ type Runtime struct {
 	files      string // generated /etc/hosts, /etc/hostname per step
 	uids, gids []configs.IDMap
 	realRoot   bool
+
+	mu     sync.Mutex
+	active int // real-root steps between config and teardown
 }
 
 // New prepares a Runtime: creates its state dir and reads the id maps the
@@ -170,6 +174,9 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 		res.Teardown = time.Since(t)
 	}()
 
+	if r.realRoot {
+		r.stepStarting()
+	}
 	cfg, err := st.config()
 	if err != nil {
 		return res, err
@@ -286,7 +293,7 @@ func (s *step) teardown() error {
 		errs = append(errs, err)
 	}
 	if s.r.realRoot {
-		removeCgroupParent()
+		s.r.stepDone()
 	}
 	// Deepest first, so a created parent dir is empty when its turn comes.
 	for i := len(s.stubs) - 1; i >= 0; i-- {
@@ -311,25 +318,32 @@ func removeStub(p string) {
 	}
 }
 
-// cgroupParent is the cgroup (v1: in every hierarchy) real-root steps get
-// their cgroup under.
-const cgroupParent = "stepexec"
+// cgroupParent names the cgroup (v1: in every hierarchy) real-root steps
+// get their own cgroup under: one per process, so that removing it never
+// races with another stepexec process creating a step cgroup in it.
+var cgroupParent = "stepexec-" + strconv.Itoa(os.Getpid())
 
-// removeCgroupParent removes the parent cgroup dir libcontainer leaves
-// behind; it fails harmlessly (EBUSY) while another step still uses it.
-func removeCgroupParent() {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent)
-	if d := "/sys/fs/cgroup/" + cgroupParent; isDir(d) {
-		dirs = append(dirs, d)
-	}
-	for _, d := range dirs {
-		_ = unix.Rmdir(d)
-	}
+// stepStarting counts a real-root step that may create cgroups.
+func (r *Runtime) stepStarting() {
+	r.mu.Lock()
+	r.active++
+	r.mu.Unlock()
 }
 
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
+// stepDone removes the parent cgroup dirs libcontainer's Destroy leaves
+// behind once no step of r is running.
+func (r *Runtime) stepDone() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active--
+	if r.active > 0 {
+		return
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent)
+	dirs = append(dirs, "/sys/fs/cgroup/"+cgroupParent) // cgroup v2
+	for _, d := range dirs {
+		_ = unix.Rmdir(d) // ENOENT/EBUSY are fine
+	}
 }
 
 // Docker's default capability set.

@@ -101,6 +101,9 @@ func run(t *testing.T, r *Runtime, rootfs string, mod func(*Spec), script string
 	if _, err := os.Stat(filepath.Join(r.containers, spec.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("container state dir left behind: %v", err)
 	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent); len(left) != 0 {
+		t.Errorf("cgroups left behind: %v", left)
+	}
 	return res, stdout.String(), stderr.String()
 }
 
