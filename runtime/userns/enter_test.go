@@ -1,0 +1,76 @@
+package userns
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"go.podman.io/storage/pkg/reexec"
+)
+
+const helperEnv = "STEPEXEC_USERNS_TEST_ENTER"
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	if mode := os.Getenv(helperEnv); mode != "" {
+		// Helper process: enter, then report what we got and exit.
+		m := SubIDs
+		if mode == "single" {
+			m = SingleUID
+		}
+		if err := Enter(m); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		uid, _ := os.ReadFile("/proc/self/uid_map")
+		exe, _ := os.Readlink("/proc/self/exe")
+		fmt.Printf("euid=%d mode=%s exe=%s\n%s", os.Geteuid(), CurrentMode(), exe, uid)
+		os.Exit(7) // the parent must pass the child's status through
+	}
+	os.Exit(m.Run())
+}
+
+func TestEnter(t *testing.T) {
+	if os.Geteuid() == 0 && !InUserNamespace() {
+		t.Skip("Enter is a no-op as real root; run as an unprivileged user (e.g. stepexec-ci) to test it")
+	}
+	uid := os.Getuid()
+	tests := []struct {
+		mode string
+		want []string
+	}{
+		{"single", []string{"euid=0 mode=single-uid", fmt.Sprintf("0 %d 1", uid)}},
+		{"subids", []string{"euid=0 mode=subids", fmt.Sprintf("0 %d 1", uid), "1 "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			if tt.mode == "subids" {
+				if err := Preflight(SubIDs); err != nil {
+					if os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" {
+						t.Fatal(err)
+					}
+					t.Skipf("host not set up for subids: %v", err)
+				}
+			}
+			cmd := exec.Command(os.Args[0], "-test.run", "^$")
+			cmd.Env = append(os.Environ(), helperEnv+"="+tt.mode)
+			out, err := cmd.Output()
+			if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
+				t.Fatalf("exit %v, want 7: %v\n%s", cmd.ProcessState, err, out)
+			}
+			norm := strings.Join(strings.Fields(string(out)), " ")
+			for _, w := range tt.want {
+				if !strings.Contains(norm, w) {
+					t.Errorf("missing %q in %q", w, norm)
+				}
+			}
+			if !strings.Contains(norm, "exe=/memfd:") {
+				t.Errorf("not re-executed from a sealed memfd: %q", norm)
+			}
+		})
+	}
+}
