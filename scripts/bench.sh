@@ -27,7 +27,11 @@ ms() { awk "BEGIN{printf \"%.1f\", $1/1000000}"; }
 best() {
   local b="" t0 t
   for _ in $(seq 1 "$rounds"); do
-    t0=$(now); "$@" >/dev/null 2>&1; t=$(( $(now) - t0 ))
+    t0=$(now)
+    if ! "$@" >/dev/null 2>"$work/err"; then
+      echo "bench: $* failed:" >&2; cat "$work/err" >&2; return 1
+    fi
+    t=$(( $(now) - t0 ))
     if [ -z "$b" ] || [ "$t" -lt "$b" ]; then b=$t; fi
   done
   echo "$b"
@@ -38,7 +42,7 @@ per=$(( (sN - s0) / steps ))
 printf 'stepexec: %d-step build %s ms, empty build %s ms => %s ms per RUN step\n' "$steps" "$(ms $sN)" "$(ms $s0)" "$(ms $per)"
 
 if command -v buildah >/dev/null; then
-  bh() { buildah --root "$store" --runroot "$run" --storage-driver overlay bud --pull=never --isolation=rootless --layers=false -q "$@"; }
+  bh() { buildah --root "$store" --runroot "$run" --storage-driver overlay bud --pull=never --runtime=runc --layers --no-cache -q "$@"; }
   if bh "$work/ctx0" >/dev/null 2>&1; then
     b0=$(best bh "$work/ctx0")
     bN=$(best bh "$work/ctxN")
