@@ -89,6 +89,11 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, er
 		}
 		names = append(names, n)
 	}
+	for _, out := range opts.Outputs {
+		if err := image.CheckOutput(out); err != nil {
+			return image.Image{}, err
+		}
+	}
 	progress := opts.Progress
 	if progress == nil {
 		progress = discardProgress{}

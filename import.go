@@ -11,6 +11,7 @@ import (
 
 	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/rootfs"
+	"github.com/stepexec/stepexec/runtime/userns"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -39,10 +40,14 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	if err != nil {
 		return ImportResult{}, err
 	}
-	stats, err := rootfs.Unpack(ctx, r, snap.Dir)
+	var unpackOpts []rootfs.UnpackOption
+	if userns.InUserNamespace() && userns.CurrentMode() == userns.SingleUID {
+		unpackOpts = append(unpackOpts, rootfs.SquashOwners())
+	}
+	stats, err := rootfs.Unpack(ctx, r, snap.Dir, unpackOpts...)
 	if err != nil {
 		b.store.Remove(key)
-		return ImportResult{}, fmt.Errorf("unpacking %s: %w", opts.Source, err)
+		return ImportResult{}, fmt.Errorf("importing %s: %w", opts.Source, err)
 	}
 	names := opts.Names
 	if len(names) == 0 {

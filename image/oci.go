@@ -25,6 +25,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // LayerReader yields a committed layer's uncompressed tar.
@@ -40,6 +41,34 @@ type OCIOutput struct {
 	// Name is the full reference annotated on the index entry (BuildKit's
 	// io.containerd.image.name); its tag becomes org.opencontainers.image.ref.name.
 	Name string
+}
+
+// CheckOutput tells, before a build spends any time, whether WriteOCI
+// could write to out.Dest: its parent directory must exist and be writable,
+// and an existing directory must be empty or an OCI layout.
+func CheckOutput(out OCIOutput) error {
+	parent := filepath.Dir(out.Dest)
+	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
+		return fmt.Errorf("output %s: directory %s does not exist", out.Dest, parent)
+	}
+	if err := unix.Access(parent, unix.W_OK); err != nil {
+		return fmt.Errorf("output %s: cannot write in %s: %w", out.Dest, parent, err)
+	}
+	if strings.HasSuffix(out.Dest, ".tar") {
+		if st, err := os.Stat(out.Dest); err == nil && st.IsDir() {
+			return fmt.Errorf("output %s is a directory, not an archive", out.Dest)
+		}
+		return nil
+	}
+	entries, err := os.ReadDir(out.Dest)
+	if err == nil && len(entries) > 0 {
+		if _, err := layout.FromPath(out.Dest); err != nil {
+			return fmt.Errorf("output %s exists and is not an OCI image layout (no index.json): choose another dest", out.Dest)
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("output %s: %w", out.Dest, err)
+	}
+	return nil
 }
 
 // WriteOCI exports img, whose layers are read from src, with gzip-compressed

@@ -194,3 +194,31 @@ func TestWriteOCIFailuresLeaveNothing(t *testing.T) {
 		t.Errorf("export touched a non-layout dir: %v", entries)
 	}
 }
+
+func TestCheckOutput(t *testing.T) {
+	dir := t.TempDir()
+	layoutDir := filepath.Join(dir, "layout")
+	img, layers, src := testImage(t)
+	if err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: layoutDir}); err != nil {
+		t.Fatal(err)
+	}
+	notLayout := filepath.Join(dir, "other")
+	os.MkdirAll(notLayout, 0o755)
+	os.WriteFile(filepath.Join(notLayout, "f"), nil, 0o644)
+	cases := []struct{ dest, err string }{
+		{dest: filepath.Join(dir, "new")},
+		{dest: filepath.Join(dir, "new.tar")},
+		{dest: layoutDir},
+		{dest: filepath.Join(dir, "missing", "x"), err: "does not exist"},
+		{dest: notLayout, err: "not an OCI image layout"},
+		{dest: notLayout + "/../other.tar"},
+		{dest: filepath.Join(dir, "d.tar"), err: "is a directory"},
+	}
+	os.MkdirAll(filepath.Join(dir, "d.tar"), 0o755)
+	for _, c := range cases {
+		err := CheckOutput(OCIOutput{Dest: c.dest})
+		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("CheckOutput(%s) = %v, want %q", c.dest, err, c.err)
+		}
+	}
+}

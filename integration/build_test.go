@@ -233,18 +233,23 @@ func TestFailingRunLeavesNothing(t *testing.T) {
 }
 
 func TestBadDockerfilesFailBeforeAnyStep(t *testing.T) {
-	cases := []struct{ name, dockerfile, want string }{
-		{"unsupported", "FROM alpine\nRUN echo one\nCOPY a b\n", "Dockerfile:3"},
-		{"unknown", "FROM alpine\nRUN echo one\nFROBNICATE x\n", "Dockerfile:3"},
-		{"no-from", "RUN echo one\n", "Dockerfile"},
-		{"missing-base", "FROM nosuchimage:1\nRUN echo one\n", "Dockerfile:1"},
+	cases := []struct {
+		name, dockerfile, want string
+		args                   []string
+	}{
+		{name: "unsupported", dockerfile: "FROM alpine\nRUN echo one\nCOPY a b\n", want: "Dockerfile:3: COPY is not supported yet"},
+		{name: "unknown", dockerfile: "FROM alpine\nRUN echo one\nFROBNICATE x\n", want: "Dockerfile:3"},
+		{name: "no-from", dockerfile: "RUN echo one\n", want: "Dockerfile"},
+		{name: "missing-base", dockerfile: "FROM nosuchimage:1\nRUN echo one\n", want: "Dockerfile:1"},
+		{name: "bad-output", dockerfile: "FROM alpine\nRUN echo one\n", want: "directory /proc/nope does not exist",
+			args: []string{"--output", "type=oci,dest=/proc/nope/x"}},
 	}
 	forEachAccount(t, func(t *testing.T, a *account) {
 		a.importAlpine(t)
 		before := a.storeLayers(t)
 		for _, c := range cases {
 			ctxDir := a.writeContext(t, "bad-"+c.name, c.dockerfile)
-			r := a.run(t, "build", "--progress=plain", ctxDir)
+			r := a.run(t, append(append([]string{"build", "--progress=plain"}, c.args...), ctxDir)...)
 			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 				t.Errorf("%s: want a failure naming %q, got %s", c.name, c.want, r)
 			}

@@ -29,6 +29,7 @@ type Stats struct {
 	Bytes          int64 // bytes of regular file content written
 	SkippedDevices int   // character/block device nodes not created because mknod was refused (EPERM: rootless)
 	SkippedXattrs  int   // trusted.*/security.* xattrs the kernel refused (EPERM/ENOTSUP: not the initial user namespace)
+	SquashedOwners int   // entries made 0:0 because their owner is not mapped (SquashOwners)
 }
 
 // Unpack extracts a tar stream, plain or gzip-compressed (detected by its
@@ -58,7 +59,9 @@ type Stats struct {
 // then atime/mtime. Directories' times are set last, deepest-last-first, so
 // they end as in the archive. Device nodes refused with EPERM (rootless) are
 // skipped and counted, like docker rootless and buildah.
-func Unpack(ctx context.Context, r io.Reader, dir string) (Stats, error) {
+//
+// Errors name the offending entry; the caller names the archive.
+func Unpack(ctx context.Context, r io.Reader, dir string, opts ...UnpackOption) (Stats, error) {
 	var st Stats
 	tr, closeFn, err := tarReader(r)
 	if err != nil {
@@ -71,6 +74,9 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (Stats, error) {
 	}
 	defer rt.Close()
 	u := &unpacker{root: rt, stats: &st}
+	for _, o := range opts {
+		o(&u.opts)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -80,17 +86,17 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (Stats, error) {
 			break
 		}
 		if err != nil {
-			return st, fmt.Errorf("unpack into %s: read tar: %w", dir, err)
+			return st, fmt.Errorf("read tar: %w", err)
 		}
 		if err := u.entry(hdr, tr); err != nil {
-			return st, fmt.Errorf("unpack into %s: entry %q: %w", dir, hdr.Name, err)
+			return st, fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
 	// Deepest and latest first, so setting a directory's times is not undone
 	// by touching one of its children afterwards.
 	for i := len(u.dirs) - 1; i >= 0; i-- {
 		if err := u.dirTimes(u.dirs[i]); err != nil {
-			return st, fmt.Errorf("unpack into %s: entry %q: set times: %w", dir, u.dirs[i].name, err)
+			return st, fmt.Errorf("entry %q: set times: %w", u.dirs[i].name, err)
 		}
 	}
 	return st, nil
@@ -124,7 +130,20 @@ type unpacker struct {
 	root  *root
 	stats *Stats
 	dirs  []dirTime
+	opts  unpackOptions
 }
+
+type unpackOptions struct {
+	squashOwners bool
+}
+
+// UnpackOption changes how Unpack treats an archive.
+type UnpackOption func(*unpackOptions)
+
+// SquashOwners makes entries owned by ids the current user namespace does
+// not map owned by 0:0 instead of failing, as podman's ignore_chown_errors
+// does. It is for --single-uid, where only id 0 exists.
+func SquashOwners() UnpackOption { return func(o *unpackOptions) { o.squashOwners = true } }
 
 type dirTime struct {
 	name         string // as in the archive, for messages
@@ -275,7 +294,14 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 // security.capability, so it goes first.
 func (u *unpacker) meta(hdr *tar.Header, t target, symlink bool) error {
 	if err := unix.Fchownat(t.dirfd, t.name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("lchown %d:%d: %w", hdr.Uid, hdr.Gid, err)
+		// EINVAL: an id this user namespace does not map.
+		if !(u.opts.squashOwners && err == unix.EINVAL) {
+			return fmt.Errorf("lchown %d:%d: %w (is the id mapped? a subuid range of 65536 ids covers 0-65535)", hdr.Uid, hdr.Gid, err)
+		}
+		if err := unix.Fchownat(t.dirfd, t.name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("lchown 0:0: %w", err)
+		}
+		u.stats.SquashedOwners++
 	}
 	if !symlink {
 		// Not a symlink (just created, or an existing directory), so

@@ -39,4 +39,9 @@ if [ -n "$test_user" ]; then
     touch "$f"
     grep -q "^$test_user:" "$f" || echo "$test_user:200000:65536" >> "$f"
   done
+  # A second user without any subordinate ids, to test the diagnosis.
+  if ! id -u stepexec-nosub >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 stepexec-nosub
+  fi
+  sed -i '/^stepexec-nosub:/d' /etc/subuid /etc/subgid
 fi

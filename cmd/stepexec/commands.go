@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -153,6 +154,9 @@ func importCommand(ctx context.Context, g *globalFlags) *cobra.Command {
 			for _, n := range res.Image.Names {
 				fmt.Fprintln(os.Stderr, "Tagged "+n)
 			}
+			if res.Stats.SquashedOwners > 0 {
+				fmt.Fprintf(os.Stderr, "note: --single-uid: %d files owned by other ids are owned by root in the image\n", res.Stats.SquashedOwners)
+			}
 			if res.Stats.SkippedDevices > 0 {
 				fmt.Fprintf(os.Stderr, "note: %d device nodes were skipped (they cannot be created without root)\n", res.Stats.SkippedDevices)
 			}
@@ -237,18 +241,18 @@ func rmiCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			var failed error
+			// Like docker rmi: remove what can be, report the rest.
+			var failed []error
 			for _, ref := range args {
 				done, err := b.Images().Remove(ref)
 				for _, line := range done {
 					fmt.Println(line)
 				}
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "Error: %v\n", err)
-					failed = fmt.Errorf("some images could not be removed")
+					failed = append(failed, err)
 				}
 			}
-			return failed
+			return errors.Join(failed...)
 		},
 	}
 }
