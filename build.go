@@ -291,6 +291,45 @@ func (bs *buildState) snapshotKey(n int) string {
 	return fmt.Sprintf("%s-%d", bs.id, n)
 }
 
+// inSnapshot prepares a writable snapshot on the current top layer, lets
+// change work in it, and commits it into a layer; when change fails the
+// snapshot is removed instead. Commit removes it on its own paths.
+func (bs *buildState) inSnapshot(ctx context.Context, n int, step dockerfile.Step, change func(snap *snapshot.Snapshot, user runtime.User) error) (snapshot.Committed, time.Duration, error) {
+	key := bs.snapshotKey(n)
+	snap, err := bs.b.store.Prepare(ctx, key, bs.top())
+	if err != nil {
+		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
+	}
+	user, err := lookupUser(snap.Dir, bs.config.Config.User)
+	if err == nil {
+		err = change(snap, user)
+	}
+	if err != nil {
+		bs.b.store.Remove(key)
+		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
+	}
+	start := time.Now()
+	c, err := bs.b.store.Commit(ctx, key, snapshot.CommitOptions{})
+	if err != nil {
+		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
+	}
+	bs.addLayer(c)
+	return c, time.Since(start), nil
+}
+
+// stepFailed attributes err to step, unless the build was cancelled (then
+// the cancellation is the news) or err already is a StepError.
+func (bs *buildState) stepFailed(ctx context.Context, step dockerfile.Step, err error) error {
+	var se *StepError
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &se):
+		return err
+	}
+	return &StepError{Location: step.Location, Text: step.Text, Err: err}
+}
+
 // runStep runs a RUN instruction: snapshot → sandbox → diff → layer.
 func (bs *buildState) runStep(ctx context.Context, n int, step dockerfile.Step, run *dockerfile.Run) error {
 	args := run.Args
@@ -299,73 +338,50 @@ func (bs *buildState) runStep(ctx context.Context, n int, step dockerfile.Step, 
 		args = []string{"/bin/sh", "-c", run.Script}
 		createdBy = "RUN /bin/sh -c " + run.Script
 	}
-	fail := func(err error) error {
-		return &StepError{Location: step.Location, Text: step.Text, Err: err}
-	}
-	key := bs.snapshotKey(n)
-	snap, err := bs.b.store.Prepare(ctx, key, bs.top())
-	if err != nil {
-		return fail(err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			bs.b.store.Remove(key)
-		}
-	}()
 	cfg := bs.config.Config
-	user, err := lookupUser(snap.Dir, cfg.User)
-	if err != nil {
-		return fail(err)
-	}
 	cwd := cfg.WorkingDir
 	if cwd == "" {
 		cwd = "/"
 	}
-	out := bs.progress.Output(n)
-	setupStart := time.Now()
-	res, err := bs.b.runtime.Run(ctx, runtime.Spec{
-		ID:       key,
-		Rootfs:   snap.Dir,
-		Args:     args,
-		Env:      cfg.Env,
-		Cwd:      cwd,
-		User:     user,
-		Hostname: bs.id[:12],
-		Stdout:   out,
-		Stderr:   out,
-		OnStart: func() {
-			bs.progress.Event(Event{Kind: SandboxCreated, Step: n, Duration: time.Since(setupStart)})
-		},
+	var res runtime.Result
+	c, commitTime, err := bs.inSnapshot(ctx, n, step, func(snap *snapshot.Snapshot, user runtime.User) error {
+		out := bs.progress.Output(n)
+		setupStart := time.Now()
+		var err error
+		res, err = bs.b.runtime.Run(ctx, runtime.Spec{
+			ID:       snap.Key,
+			Rootfs:   snap.Dir,
+			Args:     args,
+			Env:      cfg.Env,
+			Cwd:      cwd,
+			User:     user,
+			Hostname: bs.id[:12],
+			Stdout:   out,
+			Stderr:   out,
+			OnStart: func() {
+				bs.progress.Event(Event{Kind: SandboxCreated, Step: n, Duration: time.Since(setupStart)})
+			},
+		})
+		if f, ok := out.(interface{ Flush() }); ok {
+			f.Flush()
+		}
+		if err != nil {
+			return err
+		}
+		bs.progress.Event(Event{Kind: CommandExited, Step: n, ExitCode: res.ExitCode, Duration: res.Run})
+		if res.ExitCode != 0 {
+			return &StepError{Location: step.Location, Text: step.Text, ExitCode: res.ExitCode}
+		}
+		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fail(err)
+		return err
 	}
-	if f, ok := out.(interface{ Flush() }); ok {
-		f.Flush()
-	}
-	bs.progress.Event(Event{Kind: CommandExited, Step: n, ExitCode: res.ExitCode, Duration: res.Run})
-	if res.ExitCode != 0 {
-		return &StepError{Location: step.Location, Text: step.Text, ExitCode: res.ExitCode}
-	}
-	start := time.Now()
-	committed = true // Commit removes the snapshot on every path
-	c, err := bs.b.store.Commit(ctx, key, snapshot.CommitOptions{})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fail(err)
-	}
-	bs.progress.Event(Event{Kind: LayerDiffed, Step: n, Files: c.Files, Bytes: c.Bytes, Empty: c.Empty})
-	bs.addLayer(c)
+	bs.progress.Event(Event{Kind: LayerDiffed, Step: n, Files: c.Files, Bytes: c.Bytes, Empty: c.Empty, Duration: commitTime})
 	if !c.Empty {
 		bs.progress.Event(Event{Kind: LayerCommitted, Step: n, Digest: c.Layer.DiffID.String()})
 	}
-	bs.progress.Event(Event{Kind: SandboxRemoved, Step: n, Duration: res.Teardown + time.Since(start)})
+	bs.progress.Event(Event{Kind: SandboxRemoved, Step: n, Duration: res.Teardown})
 	bs.history(createdBy, c.Empty)
 	return nil
 }
@@ -373,28 +389,13 @@ func (bs *buildState) runStep(ctx context.Context, n int, step dockerfile.Step, 
 // workdirStep makes the working directory if the image lacks it, in a
 // layer of its own as BuildKit does.
 func (bs *buildState) workdirStep(ctx context.Context, n int, step dockerfile.Step) error {
-	fail := func(err error) error {
-		return &StepError{Location: step.Location, Text: step.Text, Err: err}
-	}
-	key := bs.snapshotKey(n)
-	snap, err := bs.b.store.Prepare(ctx, key, bs.top())
+	c, _, err := bs.inSnapshot(ctx, n, step, func(snap *snapshot.Snapshot, user runtime.User) error {
+		_, err := rootfs.MkdirAll(snap.Dir, bs.config.Config.WorkingDir, int(user.UID), int(user.GID))
+		return err
+	})
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	user, err := lookupUser(snap.Dir, bs.config.Config.User)
-	if err != nil {
-		bs.b.store.Remove(key)
-		return fail(err)
-	}
-	if _, err := rootfs.MkdirAll(snap.Dir, bs.config.Config.WorkingDir, int(user.UID), int(user.GID)); err != nil {
-		bs.b.store.Remove(key)
-		return fail(err)
-	}
-	c, err := bs.b.store.Commit(ctx, key, snapshot.CommitOptions{})
-	if err != nil {
-		return fail(err)
-	}
-	bs.addLayer(c)
 	bs.history(step.Text, c.Empty)
 	return nil
 }

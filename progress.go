@@ -17,11 +17,13 @@ const (
 	SandboxCreated
 	// CommandExited: the RUN's process ended (ExitCode, Duration: run time).
 	CommandExited
-	// LayerDiffed: the snapshot's upper dir was written as a layer (Files, Bytes; Empty).
+	// LayerDiffed: the snapshot's upper dir was written as a layer and the
+	// snapshot removed (Files, Bytes, Empty; Duration: the whole commit).
 	LayerDiffed
 	// LayerCommitted: the layer is in the store (Digest = diffID).
 	LayerCommitted
-	// SandboxRemoved: namespaces, processes and snapshot are gone (Duration: teardown).
+	// SandboxRemoved: the step is over: its processes and namespaces were
+	// torn down (Duration) before the diff, its snapshot with the commit.
 	SandboxRemoved
 	// StepDone: the instruction finished (Duration: whole step).
 	StepDone

@@ -83,7 +83,7 @@ CMD ["echo hi"]
 		ctxDir := a.writeContext(t, "layers", df.String())
 		dest := filepath.Join(a.work, "oci-layers")
 		r := a.mustRun(t, "build", "--progress=plain", "-t", "layers", "--output", "type=oci,dest="+dest, ctxDir)
-		for _, want := range []string{"sandbox created", "command ran: exit code 0", "diff: 1 files changed", "layer sha256:", "sandbox removed", "naming to localhost/layers:latest"} {
+		for _, want := range []string{"sandbox created", "command ran: exit code 0", "diff: 1 file changed", "layer sha256:", "sandbox removed", "naming to localhost/layers:latest"} {
 			if !strings.Contains(r.stderr, want) {
 				t.Errorf("plain progress lacks %q:\n%s", want, r.stderr)
 			}

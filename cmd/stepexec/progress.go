@@ -58,14 +58,14 @@ func (p *progressPrinter) Event(e stepexec.Event) {
 		fmt.Fprintf(p.w, "%scommand ran: exit code %d in %.3fs\n", pre, e.ExitCode, e.Duration.Seconds())
 	case stepexec.LayerDiffed:
 		if e.Empty {
-			fmt.Fprintf(p.w, "%sdiff: no changes, no layer\n", pre)
+			fmt.Fprintf(p.w, "%sdiff: no changes, no layer (%s)\n", pre, ms(e.Duration))
 		} else {
-			fmt.Fprintf(p.w, "%sdiff: %d files changed, %s\n", pre, e.Files, bytesText(e.Bytes))
+			fmt.Fprintf(p.w, "%sdiff: %s changed, %s, committed in %s\n", pre, plural(e.Files, "file"), bytesText(e.Bytes), ms(e.Duration))
 		}
 	case stepexec.LayerCommitted:
 		fmt.Fprintf(p.w, "%slayer %s\n", pre, e.Digest)
 	case stepexec.SandboxRemoved:
-		fmt.Fprintf(p.w, "%ssandbox removed in %s\n", pre, ms(e.Duration))
+		fmt.Fprintf(p.w, "%ssandbox removed: processes and namespaces in %s, snapshot with the commit\n", pre, ms(e.Duration))
 	case stepexec.StepDone:
 		fmt.Fprintf(p.w, "%sDONE %.3fs\n", pre, e.Duration.Seconds())
 	case stepexec.ImageWritten:
@@ -88,7 +88,7 @@ func (p *progressPrinter) ttyEvent(e stepexec.Event) {
 		if e.Empty {
 			p.summ[e.Step] = "no changes"
 		} else {
-			p.summ[e.Step] = fmt.Sprintf("%d files, %s", e.Files, bytesText(e.Bytes))
+			p.summ[e.Step] = fmt.Sprintf("%s, %s", plural(e.Files, "file"), bytesText(e.Bytes))
 		}
 	case stepexec.StepDone:
 		extra := ""
@@ -193,9 +193,16 @@ func (t *tailBuffer) add(line string) {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func bytesText(n int64) string {
 	if n < 1000 {
-		return fmt.Sprintf("%d bytes", n)
+		return plural(int(n), "byte")
 	}
 	return units.HumanSizeWithPrecision(float64(n), 3)
 }
