@@ -28,18 +28,21 @@ var (
 	binary  string // the stepexec binary under test
 	tarball string // the Alpine minirootfs
 	repo    string // the repository root
+	binDir  string // readable by every test user; removed at the end
 )
 
 func TestMain(m *testing.M) {
 	code, err := setup()
 	if err != nil {
+		os.RemoveAll(binDir)
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
 		os.Exit(1)
 	}
-	if code >= 0 {
-		os.Exit(code)
+	if code < 0 {
+		code = m.Run()
 	}
-	os.Exit(m.Run())
+	os.RemoveAll(binDir)
+	os.Exit(code)
 }
 
 func setup() (int, error) {
@@ -48,16 +51,17 @@ func setup() (int, error) {
 		return 1, err
 	}
 	repo = filepath.Dir(wd)
+	// Files every test user must read go here.
+	binDir, err = os.MkdirTemp("", "stepexec-it-bin-")
+	if err != nil {
+		return 1, err
+	}
+	os.Chmod(binDir, 0o755)
 	if b := os.Getenv("STEPEXEC_BINARY"); b != "" {
 		binary = b
 	} else {
 		// Build into a directory every test user can read.
-		dir, err := os.MkdirTemp("", "stepexec-it-bin-")
-		if err != nil {
-			return 1, err
-		}
-		os.Chmod(dir, 0o755)
-		binary = filepath.Join(dir, "stepexec")
+		binary = filepath.Join(binDir, "stepexec")
 		tags, err := os.ReadFile(filepath.Join(repo, "scripts", "build-tags"))
 		if err != nil {
 			return 1, err
@@ -72,6 +76,18 @@ func setup() (int, error) {
 	tarball = os.Getenv("STEPEXEC_ALPINE_TARBALL")
 	if tarball == "" {
 		tarball = filepath.Join(repo, "..", "shared", "alpine", "alpine-minirootfs-3.20.3-x86_64.tar.gz")
+	}
+	if os.Getuid() == 0 && fileExists(tarball) {
+		// The test user may not be able to reach the tarball's directory
+		// (a checkout under /root): give it a copy it can read.
+		data, err := os.ReadFile(tarball)
+		if err != nil {
+			return 1, err
+		}
+		tarball = filepath.Join(filepath.Dir(binary), filepath.Base(tarball))
+		if err := os.WriteFile(tarball, data, 0o644); err != nil {
+			return 1, err
+		}
 	}
 	return -1, nil
 }
