@@ -11,6 +11,9 @@
 //
 // Every step gets new user (identity map from userns.NestedIDMaps), mount,
 // pid, ipc, uts and network namespaces; the network has only "lo", up.
+// The process gets Docker's default capabilities, masked /proc paths and
+// seccomp profile (see defaultSeccomp), without no_new_privs, as docker
+// runs RUN steps.
 //
 // A binary importing this package doubles as libcontainer's "init": see
 // the package init function.
@@ -97,6 +100,7 @@ type Runtime struct {
 	files      string // generated /etc/hosts, /etc/hostname per step
 	uids, gids []configs.IDMap
 	realRoot   bool
+	seccomp    *configs.Seccomp // shared by every step's config, never modified
 
 	mu     sync.Mutex
 	active int // real-root steps between config and teardown
@@ -106,6 +110,10 @@ type Runtime struct {
 // steps' nested user namespaces will get.
 func New(opts Options) (*Runtime, error) {
 	uids, gids, err := userns.NestedIDMaps()
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	sc, err := defaultSeccomp()
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
@@ -127,6 +135,7 @@ func New(opts Options) (*Runtime, error) {
 		uids:       uids,
 		gids:       gids,
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
+		seccomp:    sc,
 	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -457,6 +466,7 @@ func (s *step) config() (*configs.Config, error) {
 		UIDMappings:       s.r.uids,
 		GIDMappings:       s.r.gids,
 		Capabilities:      caps,
+		Seccomp:           s.r.seccomp,
 		MaskPaths:         maskPaths,
 		ReadonlyPaths:     readonlyPaths,
 		NoNewKeyring:      true,

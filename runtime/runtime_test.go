@@ -393,3 +393,30 @@ func BenchmarkRunTrue(b *testing.B) {
 	b.ReportMetric(ref, "unshare-ns/op")
 	b.ReportMetric(perStep/ref, "x-unshare")
 }
+
+// TestSeccomp checks that steps run under Docker's default seccomp profile:
+// syscalls it denies to the default capability set fail with EPERM, even
+// those the kernel would allow (a nested user namespace), while what builds
+// do works.
+func TestSeccomp(t *testing.T) {
+	rootfs, r := sharedRootfs(t), newRuntime(t)
+	tests := []struct {
+		name, script, want string
+		user               User
+	}{
+		// Without no_new_privs, as docker runs RUN steps (setuid binaries work).
+		{"filter installed", `grep -E '^(NoNewPrivs|Seccomp(_filters)?):' /proc/self/status`, "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t1\n", User{}},
+		{"unshare user ns denied", `unshare -U true 2>&1; echo "exit $?"`, "unshare: unshare(0x10000000): Operation not permitted\nexit 1\n", User{}},
+		{"unshare user ns denied to non-root", `unshare -U true 2>&1; echo "exit $?"`, "unshare: unshare(0x10000000): Operation not permitted\nexit 1\n", User{UID: 1000, GID: 1000}},
+		{"file ops, chown, users", `mkdir -p /a/b && echo x > /a/b/f && ln -s f /a/b/l && ln /a/b/f /a/h && mv /a/h /a/g && chmod 4755 /a/g && chown 1000:1000 /a/b/f && adduser -D -u 2000 bob && chown bob /a/g && rm -r /a && echo ok`, "ok\n", User{}},
+		{"ping", `ping -c1 -W1 127.0.0.1 >/dev/null && echo ok`, "ok\n", User{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, out, errOut := run(t, r, rootfs, func(s *Spec) { s.User = tt.user }, tt.script)
+			if res.ExitCode != 0 || out != tt.want {
+				t.Errorf("exit %d, stdout %q (stderr %q), want %q", res.ExitCode, out, errOut, tt.want)
+			}
+		})
+	}
+}
