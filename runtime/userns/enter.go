@@ -28,9 +28,11 @@ func isEnteredChild() bool {
 	return os.Getenv(ModeEnv) != "" && os.Geteuid() == 0 && InUserNamespace()
 }
 
-// Enter puts the process into the outer user+mount namespace. As real root,
-// or in the child Enter already re-exec'd, it returns at once (the child
-// first makes "/" rprivate so its mounts never propagate). Otherwise it
+// Enter puts the process into the outer user+mount namespace. As real root
+// no namespace is made: Enter only re-execs the process in place (same pid)
+// from a sealed memfd copy of its binary, once, and returns there. In the
+// child Enter already re-exec'd it returns at once (after making "/"
+// rprivate so its mounts never propagate). Otherwise it
 // re-execs the binary with the same arguments into CLONE_NEWUSER|CLONE_NEWNS
 // with the mapping of mode, forwards SIGINT/SIGTERM/SIGHUP to the child
 // (which gets SIGKILL if the parent dies), and exits the process with the
@@ -41,7 +43,7 @@ func isEnteredChild() bool {
 // of pkg/unshare before the Go runtime starts).
 func Enter(mode Mode) error {
 	if isRealRoot() {
-		return nil
+		return reexecSealed()
 	}
 	if isEnteredChild() {
 		return enteredChildSetup()
@@ -94,9 +96,11 @@ func enteredChildSetup() error {
 
 // reexecSealed re-executes the process once from a sealed memfd copy of
 // its binary unless it already runs from one. Why: libcontainer protects
-// /proc/self/exe for every step's "init" either with a cheap overlay of the
-// binary's directory (which fails in here: pkg/unshare started us from a
-// detached bind mount, so /proc/self/exe reads "/") or by copying the
+// /proc/self/exe for every step's "init" either with an overlay of the
+// binary's directory (which fails in the outer namespace: pkg/unshare
+// started us from a detached bind mount, so /proc/self/exe reads "/"; as
+// real root it works but costs an overlay mount per step, and fails with
+// ELOOP when the binary's directory holds the state dir) or by copying the
 // whole binary into a memfd per step (~9 MB, many ms). A binary that
 // already is a sealed memfd is used as is, so we pay the copy once.
 func reexecSealed() error {

@@ -28,15 +28,35 @@ func TestMain(m *testing.M) {
 		}
 		uid, _ := os.ReadFile("/proc/self/uid_map")
 		exe, _ := os.Readlink("/proc/self/exe")
-		fmt.Printf("euid=%d mode=%s exe=%s\n%s", os.Geteuid(), CurrentMode(), exe, uid)
+		fmt.Printf("pid=%d euid=%d mode=%s exe=%s\n%s", os.Getpid(), os.Geteuid(), CurrentMode(), exe, uid)
 		os.Exit(7) // the parent must pass the child's status through
 	}
 	os.Exit(m.Run())
 }
 
+// TestEnterRealRoot checks that as real root Enter makes no namespace but
+// re-executes the process in place (same pid, same arguments) from a
+// sealed memfd, so libcontainer does not seal or copy the binary per step.
+func TestEnterRealRoot(t *testing.T) {
+	if os.Geteuid() != 0 || InUserNamespace() {
+		t.Skip("needs real root; TestEnter covers the unprivileged case")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=subids")
+	out, err := cmd.Output()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
+		t.Fatalf("exit %v, want 7: %v\n%s", cmd.ProcessState, err, out)
+	}
+	norm := strings.Join(strings.Fields(string(out)), " ")
+	want := fmt.Sprintf("pid=%d euid=0 mode=subids exe=/memfd:runc_cloned:stepexec (deleted) 0 0 4294967295", cmd.Process.Pid)
+	if norm != want {
+		t.Errorf("got %q, want %q", norm, want)
+	}
+}
+
 func TestEnter(t *testing.T) {
 	if os.Geteuid() == 0 && !InUserNamespace() {
-		t.Skip("Enter is a no-op as real root; run as an unprivileged user (e.g. stepexec-ci) to test it")
+		t.Skip("as real root Enter makes no namespace (TestEnterRealRoot); run as an unprivileged user (e.g. stepexec-ci) to test it")
 	}
 	uid := os.Getuid()
 	tests := []struct {
