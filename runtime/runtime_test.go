@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 
@@ -418,5 +419,16 @@ func TestSeccomp(t *testing.T) {
 				t.Errorf("exit %d, stdout %q (stderr %q), want %q", res.ExitCode, out, errOut, tt.want)
 			}
 		})
+	}
+}
+
+// TestBinarySealed checks that the binary libcontainer re-executes as each
+// step's init already is a sealed memfd (userns.Enter made it one, as real
+// root too), so libcontainer neither copies it nor mounts an overlay to
+// protect it per step.
+func TestBinarySealed(t *testing.T) {
+	if !exeseal.IsSelfExeCloned() {
+		exe, _ := os.Readlink("/proc/self/exe")
+		t.Errorf("/proc/self/exe is %s, not a sealed memfd: every step would seal or copy the binary", exe)
 	}
 }
