@@ -58,23 +58,39 @@ type layerWriter struct {
 	files int
 	bytes int64
 	buf   []byte
+
+	// Optional observers (Commit's layer record).
+	onHeader func(*tar.Header)
+	// onOverlayXattrs reports a path (relative to upper) carrying overlay
+	// xattrs, all of their names, and whether it is an opaque directory.
+	onOverlayXattrs func(rel string, opaque bool, names []string)
 }
 
-func writeLayerTar(ctx context.Context, w io.Writer, upper string) (int, int64, error) {
-	lw := &layerWriter{
+func newLayerWriter(ctx context.Context, w io.Writer, upper string) *layerWriter {
+	return &layerWriter{
 		ctx:   ctx,
 		tw:    tar.NewWriter(w),
 		upper: upper,
 		links: map[inodeKey]string{},
 		buf:   make([]byte, 128<<10),
 	}
+}
+
+func writeLayerTar(ctx context.Context, w io.Writer, upper string) (int, int64, error) {
+	lw := newLayerWriter(ctx, w, upper)
+	err := lw.run()
+	return lw.files, lw.bytes, err
+}
+
+// run writes the whole tar, end-of-archive included.
+func (lw *layerWriter) run() error {
 	if err := lw.walkDir(""); err != nil {
-		return lw.files, lw.bytes, err
+		return err
 	}
 	if err := lw.tw.Close(); err != nil {
-		return lw.files, lw.bytes, fmt.Errorf("finishing layer tar of %s: %w", upper, err)
+		return fmt.Errorf("finishing layer tar of %s: %w", lw.upper, err)
 	}
-	return lw.files, lw.bytes, nil
+	return nil
 }
 
 // walkDir writes the entries of the directory rel (relative to upper, "" for
@@ -128,9 +144,12 @@ func (lw *layerWriter) writeEntry(rel string) error {
 		return lw.writeHeader(hdr, full)
 	}
 
-	xattrs, opaque, err := readXattrs(full, fmtType == unix.S_IFDIR)
+	xattrs, opaque, ovl, err := readXattrs(full, fmtType == unix.S_IFDIR)
 	if err != nil {
 		return err
+	}
+	if len(ovl) > 0 && lw.onOverlayXattrs != nil {
+		lw.onOverlayXattrs(rel, opaque, ovl)
 	}
 	if len(xattrs) > 0 {
 		hdr.PAXRecords = make(map[string]string, len(xattrs))
@@ -207,6 +226,9 @@ func (lw *layerWriter) writeHeader(hdr *tar.Header, full string) error {
 	if err := lw.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("writing tar header for %s: %w", full, err)
 	}
+	if lw.onHeader != nil {
+		lw.onHeader(hdr)
+	}
 	lw.files++
 	return nil
 }
@@ -235,14 +257,15 @@ func isOverlayXattr(name string) bool {
 	return ok && strings.HasPrefix(rest, "overlay.")
 }
 
-// readXattrs returns the file's extended attributes minus overlay's own, and
-// whether a directory is marked opaque.
-func readXattrs(full string, isDir bool) (map[string]string, bool, error) {
+// readXattrs returns the file's extended attributes minus overlay's own,
+// whether a directory is marked opaque, and the names of overlay's own.
+func readXattrs(full string, isDir bool) (map[string]string, bool, []string, error) {
 	names, err := listXattrs(full)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	var out map[string]string
+	var ovl []string
 	opaque := false
 	for _, name := range names {
 		val, err := getXattr(full, name)
@@ -250,9 +273,10 @@ func readXattrs(full string, isDir bool) (map[string]string, bool, error) {
 			continue // removed since listing
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, false, nil, err
 		}
 		if isOverlayXattr(name) {
+			ovl = append(ovl, name)
 			if isDir && strings.HasSuffix(name, ".overlay.opaque") && string(val) == "y" {
 				opaque = true
 			}
@@ -263,7 +287,7 @@ func readXattrs(full string, isDir bool) (map[string]string, bool, error) {
 		}
 		out[name] = string(val)
 	}
-	return out, opaque, nil
+	return out, opaque, ovl, nil
 }
 
 func listXattrs(full string) ([]string, error) {

@@ -22,10 +22,31 @@
 // directories whose lock is free, i.e. left behind by a killed process (whose
 // mounts vanished with its private mount namespace).
 //
-// Commit diffs the upper directory itself (WriteLayerTar), spools the tar in
-// the snapshot directory while hashing it, and stores it with PutLayer, which
-// records the DiffID, size and tar-split so that podman and Diff can read the
-// layer back byte for byte.
+// Commit unmounts the snapshot and writes its upper directory as a layer tar
+// (WriteLayerTar) through tar-split's disassembler while hashing it: this
+// gives the DiffID, the size and the tar-split metadata, but the tar itself
+// is not kept. The upper directory's entries are then moved (renamed, not
+// copied) into the overlay driver's staging directory and the layer is
+// created from it with the store's staged-layer API (PrepareStagedLayer +
+// ApplyStagedLayer, experimental in go.podman.io/storage), which records
+// DiffID, size and tar-split so that podman and Diff read the layer back
+// byte for byte. An upper directory is already a layer in the driver's
+// format (0/0 device whiteouts, <ns>.overlay.opaque); overlay's other
+// bookkeeping xattrs are stripped. When the rename would cross mounts,
+// Commit falls back to spooling the tar and PutLayer (a copy).
+//
+// Durability is containers/storage's own: it fdatasyncs layers.json and
+// mountpoints.json on each of its three metadata writes per layer and does
+// not sync layer contents; stepexec does not turn those syncs off.
+//
+// Sharp edge of the staged API: containers/storage before v1.54 (podman 4.3
+// on Debian 12) deletes <graphroot>/overlay/staging whenever it opens the
+// store. A podman command started during the few milliseconds between
+// PrepareStagedLayer and ApplyStagedLayer makes that Commit fail (the
+// step's changes are lost, no layer is recorded) or, if its deletion races
+// the final rename, can leave the new layer missing files. All the
+// expensive work (reading and hashing the files) happens before that window
+// opens, so it lasts only a few renames and metadata writes.
 //
 // Open must run as uid 0: real root, or root of the outer user namespace the
 // stepexec binary re-executes into (go.podman.io/storage/pkg/unshare). Any

@@ -226,18 +226,6 @@ func layerID(parent string, diffID digest.Digest) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// countingWriter counts bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // Commit unmounts the snapshot, writes its upper dir as a layer tar, stores
 // it as a new layer on the snapshot's parent, and removes the snapshot (on
 // success and on failure). An upper dir with no changes gives Empty and no
@@ -267,40 +255,44 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 		return Committed{Empty: true}, nil
 	}
 
-	// The ID depends on the DiffID, so the tar is spooled (and hashed)
-	// before PutLayer; the spool lives in the snapshot dir, removed with it.
-	spool := filepath.Join(st.dir, "layer.tar")
-	f, err := os.OpenFile(spool, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	// The ID depends on the DiffID, so the layer is recorded (hashed, and
+	// its tar-split written) before it is stored. The tar-split file lives
+	// in the snapshot dir and is removed with it.
+	rec, err := recordLayer(ctx, upper, filepath.Join(st.dir, "tar-split.json"))
 	if err != nil {
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
 	}
-	defer f.Close()
-	digester := digest.Canonical.Digester()
-	cw := &countingWriter{w: io.MultiWriter(f, digester.Hash())}
-	files, bytes, err := writeLayerTar(ctx, cw, upper)
-	if err != nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	defer rec.tarSplit.Close()
+	c = Committed{Files: rec.files, Bytes: rec.bytes}
+	id := layerID(st.snap.Parent, rec.diffID)
+	if err := ctx.Err(); err != nil {
+		return Committed{}, err
 	}
-	c = Committed{Files: files, Bytes: bytes}
-	diffID := digester.Digest()
-	id := layerID(st.snap.Parent, diffID)
 
-	if l, ok, err := s.existing(id, diffID, opts.Names); err != nil || ok {
+	// Between the existence check and ApplyStagedLayer no other stepexec
+	// commit may run: ApplyStagedLayer on an existing ID would replace that
+	// layer's diff directory, which may be another build's lower dir.
+	unlock, err := s.lockCommits()
+	if err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
+	defer unlock()
+	if l, ok, err := s.existing(id, rec.diffID, opts.Names); err != nil || ok {
 		c.Layer = l
 		return c, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: rewinding %s: %w", key, spool, err)
-	}
-	sl, _, err := s.store.PutLayer(id, st.snap.Parent, opts.Names, "", false, &storage.LayerOptions{}, f)
-	if errors.Is(err, storage.ErrDuplicateID) {
-		// Another process committed the same change meanwhile.
-		l, ok, err := s.existing(id, diffID, opts.Names)
-		if err == nil && !ok {
-			err = fmt.Errorf("layer %s reported as duplicate but not found", id)
+	sl, err := s.commitStaged(st, id, rec, opts.Names)
+	if errors.Is(err, errCrossDevice) {
+		sl, err = s.putLayer(ctx, st, id, rec.diffID, opts.Names)
+		if errors.Is(err, storage.ErrDuplicateID) {
+			// Another tool stored the same layer meanwhile.
+			l, ok, err := s.existing(id, rec.diffID, opts.Names)
+			if err == nil && !ok {
+				err = fmt.Errorf("snapshot: layer %s reported as duplicate but not found", id)
+			}
+			c.Layer = l
+			return c, err
 		}
-		c.Layer = l
-		return c, err
 	}
 	if err != nil {
 		if _, lerr := s.store.Layer(id); lerr == nil {
@@ -308,12 +300,36 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 		}
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: storing layer %s on parent %q: %w", key, id, st.snap.Parent, err)
 	}
-	if sl.UncompressedDigest != diffID || sl.UncompressedSize != cw.n {
+	if sl.UncompressedDigest != rec.diffID || sl.UncompressedSize != rec.size {
 		_ = s.store.DeleteLayer(id)
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: store recorded digest %s size %d for layer %s, the differ wrote %s size %d", key, sl.UncompressedDigest, sl.UncompressedSize, id, diffID, cw.n)
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: store recorded digest %s size %d for layer %s, the differ wrote %s size %d", key, sl.UncompressedDigest, sl.UncompressedSize, id, rec.diffID, rec.size)
 	}
 	c.Layer = toLayer(sl)
 	return c, nil
+}
+
+// putLayer is the copying commit, used when the upper directory cannot be
+// renamed into the store (errCrossDevice): the tar is written to a spool
+// file in the snapshot dir and unpacked by PutLayer.
+func (s *Store) putLayer(ctx context.Context, st *snapState, id string, diffID digest.Digest, names []string) (*storage.Layer, error) {
+	spool := filepath.Join(st.dir, "layer.tar")
+	f, err := os.OpenFile(spool, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	digester := digest.Canonical.Digester()
+	if _, _, err := writeLayerTar(ctx, io.MultiWriter(f, digester.Hash()), st.upper()); err != nil {
+		return nil, err
+	}
+	if got := digester.Digest(); got != diffID {
+		return nil, fmt.Errorf("the upper directory %s changed while committing: its tar hashed to %s, then to %s", st.upper(), diffID, got)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewinding %s: %w", spool, err)
+	}
+	sl, _, err := s.store.PutLayer(id, st.snap.Parent, names, "", false, &storage.LayerOptions{}, f)
+	return sl, err
 }
 
 // existing returns the layer id if the store already has it (dedup), after

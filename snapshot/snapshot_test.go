@@ -370,6 +370,7 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 				t.Errorf("snapshot dir left: %v", err)
 			}
 			assertNoMountsUnder(t, filepath.Join(dir, "graph", "stepexec"))
+			assertNoStaging(t, s)
 			if _, err := s.Commit(context.Background(), "fail", CommitOptions{}); err == nil {
 				t.Error("second Commit of the same key succeeded")
 			}

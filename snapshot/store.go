@@ -36,6 +36,12 @@ type Store struct {
 	ownerDir  string // <base>/snapshots/<owner>
 	ownerLock *os.File
 
+	// commitLock (flock on <base>/commit.lock, held per commit) and
+	// commitMu (flock does not exclude within one open file) serialize
+	// commits of all stepexec processes on this store.
+	commitLock *os.File
+	commitMu   sync.Mutex
+
 	mu     sync.Mutex
 	snaps  map[string]*snapState
 	closed bool
@@ -58,7 +64,12 @@ func Open(opts Options) (*Store, error) {
 	so := defaults
 	so.GraphDriverName = "overlay"
 	so.GraphDriverPriority = nil
-	so.GraphDriverOptions = dropMountProgram(defaults.GraphDriverOptions)
+	// skip_mount_home: the driver would otherwise bind-mount
+	// <graphroot>/overlay onto itself (to make it private), and a rename
+	// from our snapshot dirs into its staging dir would then cross mounts
+	// (EXDEV). We never mount through the driver, so there is nothing to
+	// keep private; later options win over storage.conf's.
+	so.GraphDriverOptions = append(dropMountProgram(defaults.GraphDriverOptions), "overlay.skip_mount_home=true")
 	// Store-level id maps would make the store chown-copy every layer.
 	so.UIDMap, so.GIDMap = nil, nil
 	if opts.Root != "" {
@@ -213,8 +224,34 @@ func (s *Store) setupOwner() error {
 		os.RemoveAll(dir)
 		return err
 	}
-	s.ownerDir, s.ownerLock = dir, lock
+	commit, err := os.OpenFile(filepath.Join(s.base, "commit.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		lock.Close()
+		os.RemoveAll(dir)
+		return fmt.Errorf("snapshot: opening commit lock: %w", err)
+	}
+	s.ownerDir, s.ownerLock, s.commitLock = dir, lock, commit
 	return nil
+}
+
+// lockCommits takes the store-wide commit lock; call the returned function
+// to release it.
+func (s *Store) lockCommits() (func(), error) {
+	s.commitMu.Lock()
+	for {
+		err := unix.Flock(int(s.commitLock.Fd()), unix.LOCK_EX)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EINTR) {
+			s.commitMu.Unlock()
+			return nil, fmt.Errorf("locking %s: %w", s.commitLock.Name(), err)
+		}
+	}
+	return func() {
+		_ = unix.Flock(int(s.commitLock.Fd()), unix.LOCK_UN)
+		s.commitMu.Unlock()
+	}, nil
 }
 
 // lockFile opens (creating) path and takes an exclusive flock on it,
@@ -299,6 +336,9 @@ func (s *Store) Close() error {
 	}
 	if s.ownerLock != nil {
 		s.ownerLock.Close()
+	}
+	if s.commitLock != nil {
+		s.commitLock.Close()
 	}
 	if _, err := s.store.Shutdown(false); err != nil {
 		errs = append(errs, fmt.Errorf("snapshot: shutting down store %s: %w", s.graphRoot, err))

@@ -1,0 +1,244 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/asm"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+	"go.podman.io/storage"
+	drivers "go.podman.io/storage/drivers"
+	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sys/unix"
+)
+
+// A layer record is what the store must know about a layer besides its
+// files: the facts PutLayer would have derived by re-reading the tar.
+// Commit computes it from the (unmounted) upper directory, then hands the
+// directory itself to the store ("staged" commit, see stagedDiffer).
+type layerRecord struct {
+	diffID     digest.Digest
+	size       int64 // bytes of the uncompressed tar
+	files      int   // tar entries
+	bytes      int64 // regular-file content bytes
+	uids, gids []uint32
+	// tarSplit holds the tar-split metadata (uncompressed JSON lines) from
+	// which the store's Diff reassembles the exact tar from the files.
+	tarSplit *os.File
+	// fixups are upper-relative paths that carry overlay xattrs of the
+	// mount (origin, impure, opaque in the mount's namespace): they are
+	// rewritten to the form the store's own layers have (see fixXattrs).
+	fixups []xattrFixup
+}
+
+type xattrFixup struct {
+	rel    string
+	opaque bool
+	names  []string // overlay xattrs present
+}
+
+// recordLayer writes the layer tar of upper through tar-split's
+// disassembler, which records headers and padding verbatim and a crc64 of
+// each file's content, into tsPath, while hashing the stream. The tar is
+// never stored: the store's Diff rebuilds it from tar-split and the files.
+func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, err error) {
+	ts, err := os.OpenFile(tsPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating tar-split file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			ts.Close()
+		}
+	}()
+	tsBuf := bufio.NewWriterSize(ts, 64<<10)
+
+	uids, gids := map[uint32]struct{}{}, map[uint32]struct{}{}
+	var fixups []xattrFixup
+	pr, pw := io.Pipe()
+	type result struct {
+		files int
+		bytes int64
+		err   error
+	}
+	produced := make(chan result, 1)
+	go func() {
+		lw := newLayerWriter(ctx, pw, upper)
+		lw.onHeader = func(h *tar.Header) {
+			// As PutLayer does: whiteouts' owners are not the layer's ids.
+			if !isWhiteoutName(h.Name) {
+				uids[uint32(h.Uid)] = struct{}{}
+				gids[uint32(h.Gid)] = struct{}{}
+			}
+		}
+		lw.onOverlayXattrs = func(rel string, opaque bool, names []string) {
+			fixups = append(fixups, xattrFixup{rel: rel, opaque: opaque, names: names})
+		}
+		err := lw.run()
+		pw.CloseWithError(err)
+		produced <- result{lw.files, lw.bytes, err}
+	}()
+
+	digester := digest.Canonical.Digester()
+	payload, done, err := asm.NewInputTarStreamWithDone(pr, tsstorage.NewJSONPacker(tsBuf), tsstorage.NewDiscardFilePutter())
+	if err != nil {
+		pr.CloseWithError(err)
+		<-produced
+		return nil, fmt.Errorf("starting tar-split of %s: %w", upper, err)
+	}
+	size, copyErr := io.Copy(digester.Hash(), payload)
+	payload.Close()
+	doneErr := <-done
+	pr.CloseWithError(errors.New("layer record finished")) // unblock the writer if the reader stopped early
+	res := <-produced
+	switch {
+	case res.err != nil:
+		return nil, res.err
+	case copyErr != nil:
+		return nil, fmt.Errorf("reading layer tar of %s: %w", upper, copyErr)
+	case doneErr != nil:
+		return nil, fmt.Errorf("tar-split of %s: %w", upper, doneErr)
+	}
+	if err := tsBuf.Flush(); err != nil {
+		return nil, fmt.Errorf("writing tar-split file %s: %w", tsPath, err)
+	}
+	return &layerRecord{
+		diffID:   digester.Digest(),
+		size:     size,
+		files:    res.files,
+		bytes:    res.bytes,
+		uids:     slices.Sorted(maps.Keys(uids)),
+		gids:     slices.Sorted(maps.Keys(gids)),
+		tarSplit: ts,
+		fixups:   fixups,
+	}, nil
+}
+
+func isWhiteoutName(name string) bool {
+	base := filepath.Base(name)
+	return len(base) >= len(whiteoutPrefix) && base[:len(whiteoutPrefix)] == whiteoutPrefix
+}
+
+// errCrossDevice says the upper directory cannot be renamed into the
+// store's staging directory because they are on different mounts (e.g. a
+// bind mount of <graphroot>/overlay made by another tool as real root).
+var errCrossDevice = errors.New("upper and staging directories are on different mounts")
+
+// stagedDiffer is a drivers.Differ that "applies" a layer by moving the
+// entries of an unmounted overlay upper directory into the overlay driver's
+// staging directory: no copy, no untar. The overlay driver then renames the
+// staging directory to the layer's diff directory (ApplyStagedLayer).
+//
+// An upper directory already is an overlay layer in the format the driver
+// keeps its diff directories in: whiteouts are 0/0 character devices and
+// opaque directories carry <ns>.overlay.opaque=y, where <ns> is "user" in
+// rootless mode (userxattr mounts) and "trusted" as root, the same choice
+// containers/storage makes (archive.GetOverlayXattrName). The overlay
+// xattrs the kernel adds for its own bookkeeping (origin, impure, ...) are
+// removed, and an opaque marker in the other namespace is rewritten.
+type stagedDiffer struct {
+	upper string
+	rec   *layerRecord
+	moved bool
+}
+
+func (d *stagedDiffer) ApplyDiff(dest string, _ *archive.TarOptions, _ *drivers.DifferOptions) (drivers.DriverWithDifferOutput, error) {
+	entries, err := os.ReadDir(d.upper)
+	if err != nil {
+		return drivers.DriverWithDifferOutput{}, fmt.Errorf("reading %s: %w", d.upper, err)
+	}
+	for i, e := range entries {
+		from, to := filepath.Join(d.upper, e.Name()), filepath.Join(dest, e.Name())
+		if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE); err != nil {
+			if errors.Is(err, unix.EXDEV) && i == 0 {
+				return drivers.DriverWithDifferOutput{}, fmt.Errorf("moving %s to %s: %w", from, to, errCrossDevice)
+			}
+			return drivers.DriverWithDifferOutput{}, fmt.Errorf("moving %s to %s: %w", from, to, err)
+		}
+		d.moved = true
+	}
+	if err := fixXattrs(dest, d.rec.fixups); err != nil {
+		return drivers.DriverWithDifferOutput{}, err
+	}
+	return drivers.DriverWithDifferOutput{
+		Differ:             d,
+		Size:               d.rec.size,
+		UIDs:               d.rec.uids,
+		GIDs:               d.rec.gids,
+		UncompressedDigest: d.rec.diffID,
+		TarSplit:           d.rec.tarSplit,
+	}, nil
+}
+
+func (d *stagedDiffer) Close() error { return nil }
+
+// fixXattrs makes the overlay xattrs under dir those of a layer the store
+// unpacked itself: only the opaque marker, in the store's namespace.
+func fixXattrs(dir string, fixups []xattrFixup) error {
+	storeOpaque := archive.GetOverlayXattrName("opaque")
+	for _, f := range fixups {
+		p := filepath.Join(dir, f.rel)
+		for _, name := range f.names {
+			if f.opaque && name == storeOpaque {
+				continue
+			}
+			err := unix.Lremovexattr(p, name)
+			if err != nil && !errors.Is(err, unix.ENODATA) {
+				return fmt.Errorf("removing overlay xattr %s from %s: %w", name, p, err)
+			}
+		}
+		if f.opaque && !slices.Contains(f.names, storeOpaque) {
+			if err := unix.Lsetxattr(p, storeOpaque, []byte("y"), 0); err != nil {
+				return fmt.Errorf("marking %s opaque (%s): %w", p, storeOpaque, err)
+			}
+		}
+	}
+	return nil
+}
+
+// commitStaged stores the upper directory of st as layer id through the
+// store's staged-layer API (PrepareStagedLayer + ApplyStagedLayer). On
+// failure nothing is left in the store; errCrossDevice means nothing was
+// moved and the upper directory is intact.
+func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names []string) (*storage.Layer, error) {
+	d := &stagedDiffer{upper: st.upper(), rec: rec}
+	diffOpts := &drivers.ApplyDiffWithDifferOpts{}
+	out, err := s.store.PrepareStagedLayer(diffOpts, d)
+	if err != nil {
+		if out != nil && out.Target != "" {
+			out.TarSplit = nil // ours: closed with the record
+			_ = s.store.CleanupStagedLayer(out)
+		}
+		return nil, err
+	}
+	staging := filepath.Dir(out.Target)
+	l, err := s.store.ApplyStagedLayer(storage.ApplyStagedLayerOptions{
+		ID:          id,
+		ParentLayer: st.snap.Parent,
+		Names:       names,
+		DiffOutput:  out,
+		DiffOptions: diffOpts,
+	})
+	if err != nil {
+		// The layer record was deleted by the store; the staging
+		// directory may remain if the failure came before its rename.
+		if _, serr := os.Lstat(staging); serr == nil {
+			out.TarSplit = nil
+			_ = s.store.CleanupStagedLayer(out)
+		}
+		return nil, err
+	}
+	// The driver renames <staging>/dir away and deletes the lock file, but
+	// leaves the (now empty) <staging> directory for its next prune.
+	_ = os.Remove(staging)
+	return l, nil
+}
