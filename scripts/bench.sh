@@ -42,7 +42,7 @@ per=$(( (sN - s0) / steps ))
 printf 'stepexec: %d-step build %s ms, empty build %s ms => %s ms per RUN step\n' "$steps" "$(ms $sN)" "$(ms $s0)" "$(ms $per)"
 
 if command -v buildah >/dev/null; then
-  bh() { buildah --root "$store" --runroot "$run" --storage-driver overlay bud --pull=never --runtime=runc --layers --no-cache -q "$@"; }
+  bh() { buildah --root "$store" --runroot "$run" --storage-driver overlay bud --pull=never --runtime=runc --network=none --layers --no-cache -q "$@"; }
   if bh "$work/ctx0" >/dev/null 2>&1; then
     b0=$(best bh "$work/ctx0")
     bN=$(best bh "$work/ctxN")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ type layerRecord struct {
 	diffID     digest.Digest
 	size       int64 // bytes of the uncompressed tar
 	files      int   // tar entries
+	onDisk     int   // of those, the ones that are files on disk (not opaque markers)
 	bytes      int64 // regular-file content bytes
 	uids, gids []uint32
 	// tarSplit holds the tar-split metadata (uncompressed JSON lines) from
@@ -63,6 +65,7 @@ func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, e
 	tsBuf := bufio.NewWriterSize(ts, 64<<10)
 
 	uids, gids := map[uint32]struct{}{}, map[uint32]struct{}{}
+	onDisk := 0
 	var fixups []xattrFixup
 	pr, pw := io.Pipe()
 	type result struct {
@@ -74,6 +77,9 @@ func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, e
 	go func() {
 		lw := newLayerWriter(ctx, pw, upper)
 		lw.onHeader = func(h *tar.Header) {
+			if filepath.Base(h.Name) != archive.WhiteoutOpaqueDir {
+				onDisk++
+			}
 			// As PutLayer does: whiteouts' owners are not the layer's ids.
 			if !isWhiteoutName(h.Name) {
 				uids[uint32(h.Uid)] = struct{}{}
@@ -115,6 +121,7 @@ func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, e
 		diffID:   digester.Digest(),
 		size:     size,
 		files:    res.files,
+		onDisk:   onDisk,
 		bytes:    res.bytes,
 		uids:     slices.Sorted(maps.Keys(uids)),
 		gids:     slices.Sorted(maps.Keys(gids)),
@@ -240,5 +247,31 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 	// The driver renames <staging>/dir away and deletes the lock file, but
 	// leaves the (now empty) <staging> directory for its next prune.
 	_ = os.Remove(staging)
+	// Older podman (containers/storage < v1.54) deletes the staging area
+	// whenever it opens the store; if that raced the final rename the layer
+	// would silently lack files. Counting them is cheap next to the hashing
+	// already done, and turns that race into an error.
+	if n, err := countEntries(filepath.Join(s.graphRoot, "overlay", id, "diff")); err != nil || n != rec.onDisk {
+		_ = s.store.DeleteLayer(id)
+		if err == nil {
+			err = fmt.Errorf("layer %s holds %d entries, %d were committed: was the store's staging directory removed by a concurrent podman (older than 4.4)? Run the build again", id, n, rec.onDisk)
+		}
+		return nil, err
+	}
 	return l, nil
+}
+
+// countEntries counts what is below dir.
+func countEntries(dir string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
