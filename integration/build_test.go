@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepexec/stepexec/internal/testenv"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -412,7 +414,7 @@ func checkLayer(t *testing.T, c layerCase, entries []tarEntry) {
 func skopeoInspect(t *testing.T, a *account, dir string) {
 	t.Helper()
 	_, err := exec.LookPath("skopeo")
-	need(t, err == nil, "skopeo (apt install skopeo)")
+	testenv.Need(t, err == nil, "skopeo (apt install skopeo)")
 	r := runCmd(t, a.commandOf(context.Background(), "skopeo", "inspect", "oci:"+dir))
 	if r.code != 0 {
 		t.Errorf("skopeo inspect oci:%s: %s", dir, r)
@@ -428,7 +430,7 @@ func skopeoInspect(t *testing.T, a *account, dir string) {
 func podmanLists(t *testing.T, a *account, repo string) {
 	t.Helper()
 	_, err := exec.LookPath("podman")
-	need(t, err == nil, "podman (apt install podman)")
+	testenv.Need(t, err == nil, "podman (apt install podman)")
 	r := runCmd(t, a.commandOf(context.Background(), "podman",
 		"--root", a.root, "--runroot", a.runRoot, "--storage-driver", "overlay",
 		"--cgroup-manager", "cgroupfs", "--events-backend", "none",

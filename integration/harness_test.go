@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stepexec/stepexec/internal/testenv"
 )
 
 var (
@@ -75,7 +77,7 @@ func setup() (int, error) {
 	}
 	tarball = os.Getenv("STEPEXEC_ALPINE_TARBALL")
 	if tarball == "" {
-		tarball = filepath.Join(repo, "..", "shared", "alpine", "alpine-minirootfs-3.20.3-x86_64.tar.gz")
+		tarball = filepath.Join(repo, "..", "shared", "alpine", testenv.AlpineName)
 	}
 	if os.Getuid() == 0 && fileExists(tarball) {
 		// The test user may not be able to reach the tarball's directory
@@ -90,19 +92,6 @@ func setup() (int, error) {
 		}
 	}
 	return -1, nil
-}
-
-// need skips, or under STEPEXEC_REQUIRE_ALL=1 fails, when a prerequisite is missing.
-func need(t *testing.T, ok bool, format string, args ...any) {
-	t.Helper()
-	if ok {
-		return
-	}
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" {
-		t.Fatalf("prerequisite missing (STEPEXEC_REQUIRE_ALL=1): %s", msg)
-	}
-	t.Skip("prerequisite missing: " + msg)
 }
 
 // account is a user the binary runs as, with a store and a TMPDIR of its own.
@@ -121,7 +110,7 @@ type account struct {
 // user (or the current user when not root) and, when root, root itself.
 func accounts(t *testing.T) []*account {
 	t.Helper()
-	need(t, fileExists(tarball), "Alpine tarball %s (set STEPEXEC_ALPINE_TARBALL)", tarball)
+	testenv.Need(t, fileExists(tarball), "Alpine tarball %s (set STEPEXEC_ALPINE_TARBALL)", tarball)
 	if os.Getuid() != 0 {
 		u, err := user.Current()
 		if err != nil {
@@ -134,9 +123,9 @@ func accounts(t *testing.T) []*account {
 		name = "stepexec-ci"
 	}
 	u, err := user.Lookup(name)
-	need(t, err == nil, "unprivileged test user %q (scripts/setup-host.sh --test-user %s)", name, name)
+	testenv.Need(t, err == nil, "unprivileged test user %q (scripts/setup-host.sh --test-user %s)", name, name)
 	_, err = exec.LookPath("setpriv")
-	need(t, err == nil, "setpriv (util-linux)")
+	testenv.Need(t, err == nil, "setpriv (util-linux)")
 	root, _ := user.Current()
 	return []*account{newAccount(t, u), newAccount(t, root)}
 }

@@ -6,14 +6,16 @@ import (
 	"os/user"
 	"strings"
 	"testing"
+
+	"github.com/stepexec/stepexec/internal/testenv"
 )
 
 // TestNoSubIDRangeIsDiagnosed: a user without /etc/subuid and /etc/subgid
 // entries is told so, in one sentence each, before anything happens.
 func TestNoSubIDRangeIsDiagnosed(t *testing.T) {
-	need(t, os.Getuid() == 0, "root, to run as a second test user")
+	testenv.Need(t, os.Getuid() == 0, "root, to run as a second test user")
 	u, err := user.Lookup("stepexec-nosub")
-	need(t, err == nil, "user stepexec-nosub without subids (scripts/setup-host.sh --test-user makes it)")
+	testenv.Need(t, err == nil, "user stepexec-nosub without subids (scripts/setup-host.sh --test-user makes it)")
 	a := newAccount(t, u)
 	r := a.run(t, "images")
 	if r.code == 0 {

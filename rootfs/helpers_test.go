@@ -41,14 +41,6 @@ func inInitUserNS(t *testing.T) bool {
 	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }
 
-func requireOrSkip(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // ent describes one tar entry to build.
 type ent struct {
 	typ          byte

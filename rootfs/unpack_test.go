@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepexec/stepexec/internal/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -329,19 +331,8 @@ func TestUnpackRejectsOtherCompression(t *testing.T) {
 	}
 }
 
-func alpineTarball(t *testing.T) string {
-	p := os.Getenv("STEPEXEC_ALPINE_TARBALL")
-	if p == "" {
-		p = "/work/shared/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz"
-	}
-	if _, err := os.Stat(p); err != nil {
-		requireOrSkip(t, "alpine tarball: %v", err)
-	}
-	return p
-}
-
 func TestUnpackAlpine(t *testing.T) {
-	tgz, err := os.ReadFile(alpineTarball(t))
+	tgz, err := os.ReadFile(testenv.AlpineTarball(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepexec/stepexec/internal/testenv"
+
 	"github.com/opencontainers/runc/libcontainer/exeseal"
 	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 
 	"github.com/stepexec/stepexec/runtime/userns"
 )
-
-const alpineTarball = "/work/shared/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz"
 
 func TestMain(m *testing.M) {
 	if reexec.Init() {
@@ -39,21 +39,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// requireOrSkip skips, or fails when STEPEXEC_REQUIRE_ALL=1.
-func requireOrSkip(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // alpineRootfs unpacks the Alpine minirootfs into a fresh temp dir.
 func alpineRootfs(t testing.TB) string {
 	t.Helper()
-	if _, err := os.Stat(alpineTarball); err != nil {
-		requireOrSkip(t, "alpine minirootfs not available: %v", err)
-	}
+	alpineTarball := testenv.AlpineTarball(t)
 	dir := t.TempDir()
 	if out, err := exec.Command("tar", "-xzf", alpineTarball, "-C", dir).CombinedOutput(); err != nil {
 		t.Fatalf("untar %s: %v: %s", alpineTarball, err, out)
@@ -340,7 +329,7 @@ func TestOverlayUpperHasOnlyStepChanges(t *testing.T) {
 		opts += ",userxattr"
 	}
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		requireOrSkip(t, "overlay mount: %v", err)
+		testenv.Need(t, false, "overlay mount: %v", err)
 	}
 	defer func() {
 		if err := unix.Unmount(merged, 0); err != nil {

@@ -56,15 +56,6 @@ func runKilledHelper(root string) int {
 	select {}
 }
 
-// skipOrFail skips, unless STEPEXEC_REQUIRE_ALL=1 demands every test run.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" {
-		t.Fatalf("STEPEXEC_REQUIRE_ALL=1 but: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // openTestStore opens a store in a fresh temp dir, closed at cleanup.
 func openTestStore(t testing.TB) (*Store, string) {
 	t.Helper()

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepexec/stepexec/internal/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -523,10 +525,9 @@ func TestDropMountProgram(t *testing.T) {
 // TestAlpineBase imports the Alpine minirootfs as a base layer through a
 // snapshot and checks its tar round-trips through the store.
 func TestAlpineBase(t *testing.T) {
-	const tarball = "/work/shared/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz"
-	f, err := os.Open(tarball)
+	f, err := os.Open(testenv.AlpineTarball(t))
 	if err != nil {
-		skipOrFail(t, "Alpine tarball not available: %v", err)
+		testenv.Need(t, false, "Alpine tarball not available: %v", err)
 	}
 	defer f.Close()
 	s, _ := openTestStore(t)
