@@ -147,7 +147,7 @@ func (bs *buildState) run(ctx context.Context, names []string) (image.Image, err
 	steps := len(bs.plan.Steps) + 1
 	start := time.Now()
 	bs.progress.Event(Event{Kind: StepStarted, Step: 1, Steps: steps, Text: "FROM " + bs.plan.Base})
-	base, err := bs.b.images.Get(bs.plan.Base)
+	base, name, err := bs.b.images.Resolve(bs.plan.Base)
 	if err != nil {
 		if errors.Is(err, image.ErrNotFound) {
 			return image.Image{}, fmt.Errorf("%s: base image %q not found in the store (import one with `stepexec import`, see `stepexec images`)", bs.plan.BaseLocation, bs.plan.Base)
@@ -158,9 +158,8 @@ func (bs *buildState) run(ctx context.Context, names []string) (image.Image, err
 		return image.Image{}, err
 	}
 	bs.config = inherit(base.Config)
-	name := bs.plan.Base
-	if len(base.Names) > 0 {
-		name = base.Names[0]
+	if name == "" {
+		name = bs.plan.Base
 	}
 	bs.progress.Event(Event{Kind: BaseResolved, Step: 1, Steps: steps, Name: name, Digest: "sha256:" + base.ID})
 	bs.progress.Event(Event{Kind: StepDone, Step: 1, Steps: steps, Duration: time.Since(start)})

@@ -134,28 +134,36 @@ func (st *Store) Put(config ocispec.Image, layers []Layer, names []string) (Imag
 
 // Get finds an image by name (short or qualified) or by ID or ID prefix.
 func (st *Store) Get(ref string) (Image, error) {
-	id, err := st.resolve(ref)
-	if err != nil {
-		return Image{}, err
-	}
-	return st.byID(id)
+	img, _, err := st.Resolve(ref)
+	return img, err
 }
 
-func (st *Store) resolve(ref string) (string, error) {
+// Resolve is Get that also says which stored name ref matched ("" when
+// it matched an ID).
+func (st *Store) Resolve(ref string) (Image, string, error) {
+	id, name, err := st.resolve(ref)
+	if err != nil {
+		return Image{}, "", err
+	}
+	img, err := st.byID(id)
+	return img, name, err
+}
+
+func (st *Store) resolve(ref string) (id, name string, err error) {
 	if cands, err := Candidates(ref); err == nil {
 		for _, name := range cands {
 			if img, err := st.s.Image(name); err == nil {
-				return img.ID, nil
+				return img.ID, name, nil
 			}
 		}
 	}
 	// An ID or unambiguous ID prefix (the store resolves prefixes too).
 	if isHexPrefix(strings.TrimPrefix(ref, "sha256:")) {
 		if img, err := st.s.Image(strings.TrimPrefix(ref, "sha256:")); err == nil {
-			return img.ID, nil
+			return img.ID, "", nil
 		}
 	}
-	return "", fmt.Errorf("%w: %s", ErrNotFound, ref)
+	return "", "", fmt.Errorf("%w: %s", ErrNotFound, ref)
 }
 
 func isHexPrefix(s string) bool {
@@ -248,7 +256,7 @@ func (st *Store) List() ([]Image, error) {
 // image goes, with those of its layers no other image uses. It returns what
 // it did, one line an action, as `docker rmi` prints.
 func (st *Store) Remove(ref string) ([]string, error) {
-	id, err := st.resolve(ref)
+	id, _, err := st.resolve(ref)
 	if err != nil {
 		return nil, err
 	}

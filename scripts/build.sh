@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=1
-go build -trimpath -tags "$(cat scripts/build-tags)" -o stepexec ./cmd/stepexec
+version=$(git describe --always --dirty 2>/dev/null || echo dev)
+go build -trimpath -tags "$(cat scripts/build-tags)" -ldflags "-X main.version=$version" -o stepexec ./cmd/stepexec
 echo "built ./stepexec"

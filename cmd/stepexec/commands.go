@@ -225,6 +225,7 @@ func inspectCommand(g *globalFlags) *cobra.Command {
 			}
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
+			enc.SetEscapeHTML(false) // created_by holds shell: keep > and & readable
 			return enc.Encode(img.Config)
 		},
 	}

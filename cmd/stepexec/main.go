@@ -16,6 +16,9 @@ import (
 	"github.com/stepexec/stepexec/runtime/userns"
 )
 
+// version is set at link time by scripts/build.sh (git describe).
+var version = "dev"
+
 // globalFlags are the flags every command takes.
 type globalFlags struct {
 	root      string
@@ -36,6 +39,7 @@ func run() int {
 	rootCmd := &cobra.Command{
 		Use:           "stepexec",
 		Short:         "Build OCI images from Dockerfiles without root and without a daemon",
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
