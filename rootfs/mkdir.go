@@ -33,7 +33,7 @@ func MkdirAll(root, path string, uid, gid int) (created bool, err error) {
 		return nil
 	})
 	if err != nil {
-		return created, fmt.Errorf("mkdir %s in %s: %w", path, root, err)
+		return created, fmt.Errorf("creating directory %s: %w", path, err)
 	}
 	unix.Close(fd)
 	return created, nil

@@ -143,7 +143,7 @@ func (r *root) mkdirAll(rel string, created func(parent int, name string) error)
 		}
 		unix.Close(cur)
 		if err != nil {
-			return -1, fmt.Errorf("mkdir %s: %q: %w", rel, prefix, err)
+			return -1, fmt.Errorf("/%s: %w", prefix, err)
 		}
 		cur = next
 	}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/stepexec/stepexec"
@@ -29,6 +30,13 @@ type globalFlags struct {
 func main() {
 	if stepexec.Reexec() {
 		return
+	}
+	// libcontainer and containers/storage log through logrus; their
+	// warnings are for their developers ("unable to get oom kill count" when
+	// no memory cgroup is delegated), not for someone building an image.
+	logrus.SetLevel(logrus.ErrorLevel)
+	if os.Getenv("STEPEXEC_DEBUG") != "" {
+		logrus.SetLevel(logrus.DebugLevel)
 	}
 	os.Exit(run())
 }
