@@ -476,3 +476,54 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestConcurrentBuildsShareOneStore runs three builds at once on one store,
+// two of them making the very same layers, as CI jobs of one user would.
+func TestConcurrentBuildsShareOneStore(t *testing.T) {
+	forEachAccount(t, func(t *testing.T, a *account) {
+		a.importAlpine(t)
+		dockerfiles := []string{
+			"FROM alpine\nRUN echo same > /same\nRUN echo a > /a\n",
+			"FROM alpine\nRUN echo same > /same\nRUN echo a > /a\n",
+			"FROM alpine\nRUN echo other > /other\nWORKDIR /w\n",
+		}
+		results := make(chan string, len(dockerfiles))
+		for i, df := range dockerfiles {
+			ctxDir := a.writeContext(t, fmt.Sprintf("concurrent-%d", i), df)
+			go func(i int) {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				var out, errb strings.Builder
+				cmd := a.command(ctx, "build", "-t", fmt.Sprintf("concurrent-%d", i), ctxDir)
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				if err := cmd.Run(); err != nil {
+					results <- fmt.Sprintf("build %d: %v\n%s", i, err, errb.String())
+					return
+				}
+				results <- ""
+			}(i)
+		}
+		for range dockerfiles {
+			if msg := <-results; msg != "" {
+				t.Error(msg)
+			}
+		}
+		first, second := a.inspect(t, "concurrent-0"), a.inspect(t, "concurrent-1")
+		if len(first.RootFS.DiffIDs) != 3 || len(second.RootFS.DiffIDs) != 3 {
+			t.Fatalf("want 3 layers each, got %v and %v", first.RootFS.DiffIDs, second.RootFS.DiffIDs)
+		}
+		if third := a.inspect(t, "concurrent-2"); third.Config.WorkingDir != "/w" {
+			t.Errorf("third build's WorkingDir = %q", third.Config.WorkingDir)
+		}
+		snaps, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "snapshots", "*", "*"))
+		var left []string
+		for _, s := range snaps {
+			if filepath.Base(s) != "lock" {
+				left = append(left, s)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("snapshots left after concurrent builds: %v", left)
+		}
+	})
+}
