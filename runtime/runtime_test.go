@@ -39,15 +39,92 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// alpineRootfs unpacks the Alpine minirootfs into a fresh temp dir.
+// alpineRootfs unpacks the Alpine minirootfs into a fresh temp dir and
+// returns it as a step sees it (stepView).
 func alpineRootfs(t testing.TB) string {
+	t.Helper()
+	return stepView(t, plainAlpine(t))
+}
+
+// plainAlpine unpacks the Alpine minirootfs into a fresh temp dir.
+func plainAlpine(t testing.TB) string {
 	t.Helper()
 	alpineTarball := testenv.AlpineTarball(t)
 	dir := t.TempDir()
 	if out, err := exec.Command("tar", "-xzf", alpineTarball, "-C", dir).CombinedOutput(); err != nil {
 		t.Fatalf("untar %s: %v: %s", alpineTarball, err, out)
 	}
+	traversable(t, dir)
 	return dir
+}
+
+// shift is the process's userns.Shift (nil unless real root).
+func shift(t testing.TB) *userns.Shift {
+	t.Helper()
+	s, err := userns.StepShift()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// stepView returns dir as snapshot.PrepareStep would give it to a step: as
+// real root an idmapped clone of it (on-disk uid 0 is the step's root)
+// attached at a new temp dir and detached at cleanup; otherwise dir.
+func stepView(t testing.TB, dir string) string {
+	t.Helper()
+	sh := shift(t)
+	if sh == nil {
+		return dir
+	}
+	clone, err := sh.Clone(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clone.Close()
+	target := t.TempDir()
+	traversable(t, target)
+	if err := unix.MoveMount(int(clone.Fd()), "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		t.Fatalf("attaching an idmapped clone of %s at %s: %v", dir, target, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", target, err)
+		}
+		assertNotMounted(t, target)
+	})
+	return target
+}
+
+// traversable gives others search permission on dir and its ancestors up
+// to the temp dir (t.TempDir makes them 0700): as real root, a step's init
+// resolves the rootfs path as a host uid that owns none of them.
+func traversable(t testing.TB, dir string) {
+	t.Helper()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, fi.Mode().Perm()|0o001); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// assertNotMounted fails the test if anything is mounted at or below dir.
+func assertNotMounted(t testing.TB, dir string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			t.Errorf("still mounted: %s", line)
+		}
+	}
 }
 
 func newRuntime(t testing.TB) *Runtime {
@@ -316,7 +393,7 @@ func TestNoMountpointStubs(t *testing.T) {
 // TestOverlayUpperHasOnlyStepChanges runs on an overlay like the builder
 // and checks the upper dir holds exactly what the step wrote.
 func TestOverlayUpperHasOnlyStepChanges(t *testing.T) {
-	lower, r := alpineRootfs(t), newRuntime(t)
+	lower, r := plainAlpine(t), newRuntime(t)
 	base := t.TempDir()
 	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
 	for _, d := range []string{upper, work, merged} {
@@ -324,11 +401,27 @@ func TestOverlayUpperHasOnlyStepChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	traversable(t, merged)
+	// As real root the upper dir must be idmapped like the lower (as
+	// snapshot.PrepareStep mounts it); the bases are clones of both dirs.
+	upperBase, lowerView := base, lower
+	if sh := shift(t); sh != nil {
+		lowerView = stepView(t, lower)
+		upperBase = stepView(t, base)
+		upper, work = filepath.Join(upperBase, "upper"), filepath.Join(upperBase, "work")
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerView, upper, work)
 	if userns.InUserNamespace() {
 		opts += ",userxattr"
 	}
-	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+	mount := func() error { return unix.Mount("overlay", merged, "overlay", 0, opts) }
+	var err error
+	if sh := shift(t); sh != nil {
+		err = sh.AsStepRoot(mount)
+	} else {
+		err = mount()
+	}
+	if err != nil {
 		testenv.Need(t, false, "overlay mount: %v", err)
 	}
 	defer func() {
@@ -340,7 +433,7 @@ func TestOverlayUpperHasOnlyStepChanges(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("exit %d: %s", res.ExitCode, errOut)
 	}
-	ents, err := os.ReadDir(upper)
+	ents, err := os.ReadDir(filepath.Join(base, "upper"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,6 +444,68 @@ func TestOverlayUpperHasOnlyStepChanges(t *testing.T) {
 	if !slices.Equal(names, []string{"f"}) {
 		t.Errorf("upper dir holds %v, want only [f]", names)
 	}
+	// What the step's root wrote is stored as uid 0, as real root too.
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(base, "upper", "f"), &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("/f in the upper dir: owner %d:%d (%v), want 0:0", st.Uid, st.Gid, err)
+	}
+}
+
+// TestHostRootNotMapped checks, as real root, that a step's user namespace
+// maps its ids to root's subordinate range and never host uid 0: on a
+// rootfs that is not idmapped, a file of host root's with mode 0600 is
+// nobody's to the step's root, which can neither read nor take it. On the
+// idmapped view of the same tree (as steps get it) the step's root owns
+// what uid 0 owns on disk, and what it writes is stored as uid 0.
+func TestHostRootNotMapped(t *testing.T) {
+	sh := shift(t)
+	if sh == nil {
+		t.Skip("steps are shifted only as real root; in stepexec's user namespace host root is not mapped at all")
+	}
+	plain, r := plainAlpine(t), newRuntime(t)
+	if err := os.WriteFile(filepath.Join(plain, "secret"), []byte("host root only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, out, errOut := run(t, r, plain, nil, `cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u:%g /secret /etc/passwd; cat /secret 2>/dev/null || echo read-denied; chown 0 /secret 2>/dev/null || echo chown-denied; echo x 2>/dev/null >/etc/x || echo write-denied`)
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d: %s%s", res.ExitCode, out, errOut)
+	}
+	uid, gid := sh.Root()
+	want := fmt.Sprintf("0 %d 65536\n0 %d 65536\n0\n65534:65534\n65534:65534\nread-denied\nchown-denied\nwrite-denied\n", uid, gid)
+	if got := normalizeMaps(out); got != want {
+		t.Errorf("on a plain rootfs got\n%s\nwant\n%s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(plain, "etc/x")); err == nil {
+		t.Error("the step's root created /etc/x in a tree of host root's")
+	}
+
+	view := stepView(t, plain)
+	res, out, errOut = run(t, r, view, nil, `stat -c %u:%g /secret /etc/passwd; cat /secret; echo x >/etc/x; mkdir /home/u; chown 1000:1001 /home/u`)
+	if res.ExitCode != 0 {
+		t.Fatalf("on the idmapped view: exit %d: %s%s", res.ExitCode, out, errOut)
+	}
+	if want := "0:0\n0:0\nhost root only\n"; out != want {
+		t.Errorf("on the idmapped view got %q, want %q", out, want)
+	}
+	for p, want := range map[string][2]uint32{"etc/x": {0, 0}, "home/u": {1000, 1001}} {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(plain, p), &st); err != nil || st.Uid != want[0] || st.Gid != want[1] {
+			t.Errorf("/%s on disk: owner %d:%d (%v), want %d:%d", p, st.Uid, st.Gid, err, want[0], want[1])
+		}
+	}
+}
+
+// normalizeMaps squeezes the blanks of id map lines.
+func normalizeMaps(s string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(s, "\n") {
+		nl := strings.HasSuffix(line, "\n")
+		b.WriteString(strings.Join(strings.Fields(line), " "))
+		if nl {
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
 }
 
 func BenchmarkRunTrue(b *testing.B) {

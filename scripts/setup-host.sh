@@ -30,6 +30,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# As root, stepexec runs RUN steps as root's subordinate ids (never as host
+# root): give root 65536 of them, above useradd's allocation area
+# (SUB_UID_MIN 100000 .. SUB_UID_MAX 600100000), unless it has a range.
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  if ! grep -qE '^(root|0):' "$f"; then
+    if awk -F: -v lo=1000000000 -v hi=1000065535 '$2 <= hi && $2 + $3 - 1 >= lo { found = 1 } END { exit !found }' "$f"; then
+      echo "setup-host.sh: ids 1000000000-1000065535 are already given out in $f; give root 65536 subordinate ids by hand" >&2
+      exit 1
+    fi
+    echo "root:1000000000:65536" >> "$f"
+  fi
+done
+
 if [ -n "$test_user" ]; then
   if ! id -u "$test_user" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash "$test_user"

@@ -19,6 +19,16 @@ type overlayMount struct {
 	userxattr       bool
 	forceLegacyAPI  bool // tests: exercise the mount(2) fallback
 	legacyShortcuts []string
+
+	// view, when set, mounts the overlay for a step of a real-root
+	// process: the layers are given to overlay as fds of the view's
+	// idmapped clones (lowerRels relative to its layers clone, upper and
+	// work relative to its snapshots clone) and the overlay is created with
+	// the step root's filesystem ids. lowers/upper/work are then unused.
+	view              *stepView
+	lowerRels         []string
+	emptyRel          string // parentless: an empty dir in the snapshots clone
+	upperRel, workRel string
 }
 
 // inUserNamespace reports whether this process is in a user namespace other
@@ -39,6 +49,11 @@ var errNoNewAPI = errors.New("new mount API with lowerdir+ unavailable")
 // lower dirs one by one ("lowerdir+", no option-length limit), and falls back
 // to mount(2) with a "lowerdir=a:b:c" string on older kernels.
 func mountOverlay(m overlayMount) error {
+	if m.view != nil {
+		// Layers as fds need the new API (6.13+); StepShift checked that
+		// this kernel has it.
+		return m.view.shift.AsStepRoot(func() error { return mountOverlayFsopen(m) })
+	}
 	if !m.forceLegacyAPI {
 		err := mountOverlayFsopen(m)
 		if !errors.Is(err, errNoNewAPI) {
@@ -74,13 +89,19 @@ func mountOverlayFsopen(m overlayMount) error {
 		return fmt.Errorf("fsopen overlay for %s: %w", m.target, err)
 	}
 	defer unix.Close(fd)
-	for i, l := range m.lowers {
-		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
-			if i == 0 && errors.Is(err, unix.EINVAL) {
-				// Kernels before 6.8 do not know "lowerdir+".
-				return errNoNewAPI
+	if m.view != nil {
+		if err := m.view.setLayers(fd, m); err != nil {
+			return err
+		}
+	} else {
+		for i, l := range m.lowers {
+			if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
+				if i == 0 && errors.Is(err, unix.EINVAL) {
+					// Kernels before 6.8 do not know "lowerdir+".
+					return errNoNewAPI
+				}
+				return fsError(fd, fmt.Sprintf("overlay lower dir %s for %s", l, m.target), err)
 			}
-			return fsError(fd, fmt.Sprintf("overlay lower dir %s for %s", l, m.target), err)
 		}
 	}
 	set := func(key, val string) error {
@@ -95,11 +116,13 @@ func mountOverlayFsopen(m overlayMount) error {
 		}
 		return nil
 	}
-	if err := set("upperdir", m.upper); err != nil {
-		return err
-	}
-	if err := set("workdir", m.work); err != nil {
-		return err
+	if m.view == nil {
+		if err := set("upperdir", m.upper); err != nil {
+			return err
+		}
+		if err := set("workdir", m.work); err != nil {
+			return err
+		}
 	}
 	for _, kv := range fixedOptions(m.userxattr) {
 		k, v, hasVal := strings.Cut(kv, "=")

@@ -20,6 +20,11 @@ type Snapshot struct {
 	Key    string
 	Parent string // parent layer ID, "" if none
 	Dir    string // merged overlay mount: the rootfs to run on
+	// IDMapped: Dir shows the files with the ids of the steps' user
+	// namespace (PrepareStep as real root, see userns.Shift): a file stored
+	// as uid N is seen as root's N-th subordinate id, and this process
+	// (host uid 0) can read but not create files there.
+	IDMapped bool
 }
 
 // Committed is the outcome of Commit.
@@ -80,8 +85,32 @@ func validKey(key string) error {
 
 // Prepare mounts a new writable snapshot named key on top of the layer
 // parent ("" = an empty tree) and returns it. The key must not be in use in
-// this Store.
+// this Store. Its files are seen with the ids they are stored with, for
+// this process to write (an import, WORKDIR's mkdir); a RUN step needs
+// PrepareStep.
 func (s *Store) Prepare(ctx context.Context, key, parent string) (*Snapshot, error) {
+	return s.prepare(ctx, key, parent, false)
+}
+
+// PrepareStep is Prepare for a snapshot a RUN step (package runtime) runs
+// on. As real root its layers are idmapped to the steps' subordinate ids
+// (userns.Shift, Snapshot.IDMapped), so the step's root owns what uid 0
+// owns on disk and what it writes is stored with the image's ids; only a
+// kernel without idmapped overlay layers gets Prepare's view (steps then
+// run as host ids too: userns.StepShift warned). In stepexec's user
+// namespace (rootless) it is Prepare.
+func (s *Store) PrepareStep(ctx context.Context, key, parent string) (*Snapshot, error) {
+	return s.prepare(ctx, key, parent, true)
+}
+
+func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (*Snapshot, error) {
+	var view *stepView
+	if forStep {
+		var err error
+		if view, err = s.stepView(); err != nil {
+			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -131,11 +160,36 @@ func (s *Store) Prepare(ctx context.Context, key, parent string) (*Snapshot, err
 		m.lowers = []string{s.empty}
 	}
 	m.forceLegacyAPI = forceLegacyMount
+	if view != nil {
+		m.view = view
+		m.upperRel, m.workRel = filepath.Join(key, "upper"), filepath.Join(key, "work")
+		if parent == "" {
+			m.emptyRel = filepath.Join(key, "empty")
+		} else {
+			for _, l := range m.lowers {
+				rel, err := view.rel(s, l)
+				if err != nil {
+					return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+				}
+				m.lowerRels = append(m.lowerRels, rel)
+			}
+		}
+		st.snap.IDMapped = true
+	}
 
-	if err := os.Mkdir(st.dir, 0o700); err != nil {
+	// A step's root must be able to reach merged/ (makeTraversable).
+	perm := os.FileMode(0o700)
+	if view != nil {
+		perm = 0o701
+	}
+	if err := os.Mkdir(st.dir, perm); err != nil {
 		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
 	}
-	for _, d := range []string{m.upper, m.work, m.target} {
+	dirs := []string{m.upper, m.work, m.target}
+	if m.emptyRel != "" {
+		dirs = append(dirs, filepath.Join(s.ownerDir, m.emptyRel))
+	}
+	for _, d := range dirs {
 		// upper's root attributes become the rootfs root's.
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)

@@ -45,6 +45,9 @@ type Store struct {
 	mu     sync.Mutex
 	snaps  map[string]*snapState
 	closed bool
+
+	viewMu sync.Mutex
+	view   *stepView // real root: made by the first PrepareStep
 }
 
 // Open opens (creating if needed) the store with the overlay driver, checks
@@ -334,6 +337,12 @@ func (s *Store) Close() error {
 			errs = append(errs, fmt.Errorf("snapshot: removing %s: %w", s.ownerDir, err))
 		}
 	}
+	s.viewMu.Lock()
+	if s.view != nil {
+		s.view.close()
+		s.view = nil
+	}
+	s.viewMu.Unlock()
 	if s.ownerLock != nil {
 		s.ownerLock.Close()
 	}

@@ -21,6 +21,7 @@ type host struct {
 	uid, gid    int
 	username    string
 	realRoot    bool
+	stepShift   bool   // real root: steps run as root's subordinate ids (StepShift)
 	subuid      string // /etc/subuid
 	subgid      string // /etc/subgid
 	usernsClone string // /proc/sys/kernel/unprivileged_userns_clone (Debian/Ubuntu patch)
@@ -39,6 +40,7 @@ func realHost() host {
 		// Already in the outer namespace (the re-exec'd child): the user
 		// namespace checks are moot, as for real root.
 		realRoot:    isRealRoot() || isEnteredChild(),
+		stepShift:   isRealRoot(),
 		subuid:      "/etc/subuid",
 		subgid:      "/etc/subgid",
 		usernsClone: "/proc/sys/kernel/unprivileged_userns_clone",
@@ -65,7 +67,9 @@ func realHost() host {
 // mode cannot be made on this host, with one sentence per problem naming
 // the file, binary or sysctl involved and the fix. It returns nil when no
 // problem is found, else all problems joined. As real root, or inside the
-// outer namespace already, only the overlayfs check applies; SingleUID skips the helper and subid checks.
+// outer namespace already, only the overlayfs check applies, plus, as real
+// root, that root has the subordinate ids steps run as (StepShift);
+// SingleUID skips the helper and subid checks.
 func Preflight(mode Mode) error {
 	return realHost().preflight(mode)
 }
@@ -78,6 +82,11 @@ func (h host) preflight(mode Mode) error {
 			errs = append(errs, h.checkHelpers()...)
 			errs = append(errs, h.checkSubIDs(h.subuid, "uid", h.uid)...)
 			errs = append(errs, h.checkSubIDs(h.subgid, "gid", h.gid)...)
+		}
+	}
+	if h.stepShift {
+		if _, _, err := rootRanges(h.subuid, h.subgid); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	errs = append(errs, h.checkOverlay()...)

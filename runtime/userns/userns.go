@@ -10,8 +10,8 @@
 //     each RUN step inside the outer one; see NestedIDMaps.
 //
 // As real root (euid 0 in the initial user namespace) no outer namespace is
-// made: the same code runs on the host, with a nested identity map of ids
-// 0..65535.
+// made: the same code runs on the host, and steps' namespaces map ids
+// 0..65535 to root's subordinate ids (see Shift).
 package userns
 
 import (
@@ -89,15 +89,28 @@ func CurrentMode() Mode {
 }
 
 // NestedIDMaps returns the uid and gid maps for a step's nested user
-// namespace: the identity over the extents of the current namespace
-// (each /proc/self/{uid,gid}_map line "c h s" becomes {c, c, s}), limited
-// to ids 0..65535. Identity matters: an id means the same in the step as in
-// the outer namespace that owns the overlay, so the layer diff needs no
-// translation. Extents are kept separate because each nested extent must
-// lie within one parent extent ({0,0,65537} over "0 1000 1","1 100000 65536"
-// is rejected by the kernel). In the initial namespace (real root) the
-// result is the identity of 0..65535.
+// namespace.
+//
+// Inside the outer namespace: the identity over the extents of the current
+// namespace (each /proc/self/{uid,gid}_map line "c h s" becomes {c, c, s}),
+// limited to ids 0..65535. Identity matters: an id means the same in the
+// step as in the outer namespace that owns the overlay, so the layer diff
+// needs no translation. Extents are kept separate because each nested
+// extent must lie within one parent extent ({0,0,65537} over "0 1000 1","1
+// 100000 65536" is rejected by the kernel).
+//
+// As real root: StepShift's maps, ids 0..65535 to root's subordinate ids,
+// so host root is never mapped into a step (snapshots for steps idmap their
+// layers to match). Only when the kernel cannot idmap overlay layers
+// (StepShift warned) is it the identity of 0..65535.
 func NestedIDMaps() (uids, gids []configs.IDMap, err error) {
+	shift, err := StepShift()
+	if err != nil {
+		return nil, nil, err
+	}
+	if shift != nil {
+		return shift.UIDs, shift.GIDs, nil
+	}
 	uids, err = nestedFromFile("/proc/self/uid_map")
 	if err != nil {
 		return nil, nil, err

@@ -59,6 +59,22 @@ func TestNestedIDMapsCurrentProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if isRealRoot() {
+		// Root's subordinate ids, never host root.
+		for _, m := range [][]configs.IDMap{uids, gids} {
+			var n int64
+			for _, e := range m {
+				if e.ContainerID != n || e.HostID == 0 {
+					t.Errorf("map %+v: extent %+v is not contiguous or maps host id 0", m, e)
+				}
+				n += e.Size
+			}
+			if n != 65536 {
+				t.Errorf("map %+v covers %d ids, want 65536", m, n)
+			}
+		}
+		return
+	}
 	for _, m := range [][]configs.IDMap{uids, gids} {
 		if len(m) == 0 || m[0].ContainerID != 0 || m[0].HostID != 0 {
 			t.Errorf("map %+v does not start with id 0 as identity", m)
@@ -136,8 +152,11 @@ func TestPreflight(t *testing.T) {
 		files    fakeFiles
 		mode     Mode
 		realRoot bool
-		helpers  string // "setuid", "caps", "plain", "missing"
-		want     []string
+		// stepShift: real root, not the outer namespace's root
+		stepShift bool
+		helpers   string   // "setuid", "caps", "plain", "missing"
+		want      []string // one per problem (line)
+		also      []string // more text the problems must contain
 	}{
 		{name: "all good", files: good, helpers: "setuid"},
 		{name: "helpers with file caps", files: good, helpers: "caps"},
@@ -157,6 +176,19 @@ func TestPreflight(t *testing.T) {
 		{name: "overlay module loadable", files: with(func(f *fakeFiles) { f.filesystems = s("nodev\tproc\n"); f.modules = true }), helpers: "setuid"},
 		{name: "real root skips userns checks", files: with(func(f *fakeFiles) { f.subuid = nil; f.maxns = s("0") }), helpers: "missing", realRoot: true},
 		{name: "real root still needs overlay", files: with(func(f *fakeFiles) { f.filesystems = s("") }), helpers: "missing", realRoot: true, want: []string{"overlayfs is unavailable"}},
+		{name: "real root with subordinate ids", files: with(func(f *fakeFiles) { f.subuid, f.subgid = s("root:1000000000:65536\n"), s("0:1000000000:65536\n") }), helpers: "missing", realRoot: true, stepShift: true},
+		{
+			name: "real root without subordinate ids", files: good, helpers: "missing", realRoot: true, stepShift: true,
+			// One sentence naming both files and the fix.
+			want: []string{"subuid has no entry for root and /"},
+			also: []string{"as root, stepexec runs RUN steps as root's subordinate ids, but /", "subgid has no entry for root: give root a range of 65536 ids as root, e.g. `usermod --add-subuids 1000000000-1000065535 --add-subgids 1000000000-1000065535 root`"},
+		},
+		{
+			name: "real root with a small range and no subgid file", files: with(func(f *fakeFiles) { f.subuid, f.subgid = s("root:1000000000:1000\n"), nil }), helpers: "missing", realRoot: true, stepShift: true,
+			want: []string{"subuid gives root only 1000 ids and /"},
+			also: []string{"subgid does not exist: give root"},
+		},
+		{name: "outer namespace child needs no root range", files: good, helpers: "missing", realRoot: true},
 		{
 			name:    "several problems listed together",
 			files:   with(func(f *fakeFiles) { f.subuid = nil; f.maxns = s("0") }),
@@ -167,7 +199,7 @@ func TestPreflight(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newFakeHost(t, tt.files)
-			h.realRoot = tt.realRoot
+			h.realRoot, h.stepShift = tt.realRoot, tt.stepShift
 			bin := filepath.Join(filepath.Dir(h.subuid), "bin")
 			for _, name := range []string{"newuidmap", "newgidmap"} {
 				var err error
@@ -219,7 +251,7 @@ func TestPreflight(t *testing.T) {
 			if len(lines) != len(tt.want) {
 				t.Errorf("got %d problems, want %d:\n%v", len(lines), len(tt.want), err)
 			}
-			for _, w := range tt.want {
+			for _, w := range append(tt.want, tt.also...) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("missing %q in:\n%v", w, err)
 				}
