@@ -9,8 +9,12 @@
 //     is pid 1 of its own pid namespace, so its exit kills the rest), no
 //     libcontainer state, no cgroup, and no mountpoint stub in the rootfs.
 //
-// Every step gets new user (identity map from userns.NestedIDMaps), mount,
-// pid, ipc, uts and network namespaces; the network has only "lo", up.
+// Every step gets new user (id map from userns.NestedIDMaps: the identity
+// over stepexec's outer namespace, or, as real root, ids 0..65535 shifted
+// to root's subordinate ids so that host root is never mapped into a step;
+// its rootfs must then be idmapped to match, see snapshot.PrepareStep),
+// mount, pid, ipc, uts and network namespaces; the network has only "lo",
+// up.
 // The process gets Docker's default capabilities, masked /proc paths and
 // seccomp profile (see defaultSeccomp), without no_new_privs, as docker
 // runs RUN steps.
@@ -54,7 +58,7 @@ func init() {
 }
 
 // User is the identity the step's process runs as, in the ids of the
-// step's (identity-mapped) user namespace.
+// step's user namespace (the image's ids).
 type User struct {
 	UID, GID       uint32
 	AdditionalGIDs []uint32

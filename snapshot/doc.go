@@ -22,6 +22,21 @@
 // directories whose lock is free, i.e. left behind by a killed process (whose
 // mounts vanished with its private mount namespace).
 //
+// As real root, a snapshot a RUN step runs on (PrepareStep) shows its files
+// shifted to the ids of the step's user namespace (userns.Shift: root's
+// subordinate ids): the overlay's lower, upper and work directories are
+// given to overlayfs as fds (Linux 6.13+) inside two idmapped clones of
+// <graphroot>/overlay and of the owner directory, made once per Store on
+// the first PrepareStep and attached nowhere, so no mount but the overlay
+// itself ever appears and nothing survives the process. Files keep their
+// image ids on disk: what the step's root writes is stored as uid 0, and
+// overlay's whiteouts and trusted.overlay.opaque xattrs are unchanged.
+// The path to the merged directory is made searchable by others (o+x on
+// the graph root and its ancestors, as podman does for containers in a
+// user namespace), since libcontainer resolves it as the step's root.
+// Prepare's snapshots are not idmapped: this process (an import, WORKDIR)
+// writes in them with its own ids. Rootless, both are the same.
+//
 // Commit unmounts the snapshot and writes its upper directory as a layer tar
 // (WriteLayerTar) through tar-split's disassembler while hashing it: this
 // gives the DiffID, the size and the tar-split metadata, but the tar itself
