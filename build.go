@@ -293,9 +293,13 @@ func (bs *buildState) snapshotKey(n int) string {
 // inSnapshot prepares a writable snapshot on the current top layer, lets
 // change work in it, and commits it into a layer; when change fails the
 // snapshot is removed instead. Commit removes it on its own paths.
-func (bs *buildState) inSnapshot(ctx context.Context, n int, step dockerfile.Step, change func(snap *snapshot.Snapshot, user runtime.User) error) (snapshot.Committed, time.Duration, error) {
+func (bs *buildState) inSnapshot(ctx context.Context, n int, step dockerfile.Step, forStep bool, change func(snap *snapshot.Snapshot, user runtime.User) error) (snapshot.Committed, time.Duration, error) {
 	key := bs.snapshotKey(n)
-	snap, err := bs.b.store.Prepare(ctx, key, bs.top())
+	prepare := bs.b.store.Prepare // this process writes in it
+	if forStep {
+		prepare = bs.b.store.PrepareStep // a RUN step does: idmapped as real root
+	}
+	snap, err := prepare(ctx, key, bs.top())
 	if err != nil {
 		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
 	}
@@ -343,7 +347,7 @@ func (bs *buildState) runStep(ctx context.Context, n int, step dockerfile.Step, 
 		cwd = "/"
 	}
 	var res runtime.Result
-	c, commitTime, err := bs.inSnapshot(ctx, n, step, func(snap *snapshot.Snapshot, user runtime.User) error {
+	c, commitTime, err := bs.inSnapshot(ctx, n, step, true, func(snap *snapshot.Snapshot, user runtime.User) error {
 		out := bs.progress.Output(n)
 		setupStart := time.Now()
 		var err error
@@ -388,7 +392,7 @@ func (bs *buildState) runStep(ctx context.Context, n int, step dockerfile.Step, 
 // workdirStep makes the working directory if the image lacks it, in a
 // layer of its own as BuildKit does.
 func (bs *buildState) workdirStep(ctx context.Context, n int, step dockerfile.Step) error {
-	c, _, err := bs.inSnapshot(ctx, n, step, func(snap *snapshot.Snapshot, user runtime.User) error {
+	c, _, err := bs.inSnapshot(ctx, n, step, false, func(snap *snapshot.Snapshot, user runtime.User) error {
 		_, err := rootfs.MkdirAll(snap.Dir, bs.config.Config.WorkingDir, int(user.UID), int(user.GID))
 		return err
 	})

@@ -19,6 +19,7 @@
 package stepexec
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,7 +60,6 @@ type Builder struct {
 	store   *snapshot.Store
 	images  *image.Store
 	runtime *runtime.Runtime
-	state   string
 }
 
 type options struct {
@@ -90,20 +90,19 @@ func Open(opts ...Option) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	// libcontainer's state lives apart from the binary's directory: its
-	// binary-sealing trick fails with ELOOP when they overlap.
-	state, err := os.MkdirTemp("", "stepexec-state-")
+	// The sandbox's state goes where the store cleans up after a killed
+	// build (a `stepexec build | head` dies of SIGPIPE, CI kills jobs).
+	state, err := store.ScratchDir()
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("creating state dir: %w", err)
+		return nil, err
 	}
 	rt, err := runtime.New(runtime.Options{StateDir: filepath.Join(state, "runc")})
 	if err != nil {
 		store.Close()
-		os.RemoveAll(state)
 		return nil, err
 	}
-	return &Builder{store: store, images: image.NewStore(store.Containers()), runtime: rt, state: state}, nil
+	return &Builder{store: store, images: image.NewStore(store.Containers()), runtime: rt}, nil
 }
 
 // Images gives access to the images the builder keeps.
@@ -111,11 +110,5 @@ func (b *Builder) Images() *image.Store { return b.images }
 
 // Close releases the store and removes the builder's temporary state.
 func (b *Builder) Close() error {
-	rerr := b.runtime.Close()
-	serr := b.store.Close()
-	os.RemoveAll(b.state)
-	if rerr != nil {
-		return rerr
-	}
-	return serr
+	return errors.Join(b.runtime.Close(), b.store.Close())
 }

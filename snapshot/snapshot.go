@@ -77,8 +77,8 @@ func (st *snapState) destroy() error {
 }
 
 func validKey(key string) error {
-	if key == "" || key == "." || key == ".." || key == "lock" || strings.ContainsAny(key, "/\x00") || len(key) > 200 {
-		return fmt.Errorf("snapshot: invalid key %q: it must be one path element (no '/'), at most 200 bytes, and not \"lock\"", key)
+	if key == "" || key == "." || key == ".." || key == "lock" || key == scratchName || strings.ContainsAny(key, "/\x00") || len(key) > 200 {
+		return fmt.Errorf("snapshot: invalid key %q: it must be one path element (no '/'), at most 200 bytes, and not \"lock\" or %q", key, scratchName)
 	}
 	return nil
 }

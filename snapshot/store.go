@@ -309,6 +309,21 @@ func removeIfStale(dir string) error {
 	return nil
 }
 
+// scratchName is the directory in the owner directory that ScratchDir hands out.
+const scratchName = "scratch"
+
+// ScratchDir returns a private directory for this Store's user (e.g. the
+// sandbox's state). It lives in the owner directory, so Close removes it
+// and, should the process die first, the next Open anywhere on this store
+// does: unlike a temp dir, it cannot outlive a killed build for long.
+func (s *Store) ScratchDir() (string, error) {
+	dir := filepath.Join(s.ownerDir, scratchName)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("snapshot: creating %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
 // Containers returns the underlying containers/storage store (for images).
 func (s *Store) Containers() storage.Store { return s.store }
 

@@ -69,6 +69,11 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "stepexec: interrupted by %v\n", s)
 		return 128 + int(s)
 	}
+	if errors.Is(err, syscall.EPIPE) {
+		// The reader of our output went away (`stepexec images | head`):
+		// be quiet about it, as a shell pipeline expects.
+		return 128 + int(syscall.SIGPIPE)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		var ue usageError
@@ -86,6 +91,11 @@ type usageError struct{ error }
 // signalContext is cancelled by the first SIGINT or SIGTERM; the returned
 // func tells which one arrived (0 for none).
 func signalContext() (context.Context, func() syscall.Signal) {
+	// Asking for SIGPIPE turns a write to a closed stdout or stderr (say
+	// `stepexec build . | head`) into an EPIPE error instead of death, so
+	// the build finishes and cleans up; the output is just lost. Unlike
+	// ignoring it, this does not pass SIG_IGN on to the steps' processes.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
