@@ -409,10 +409,11 @@ func (bs *buildState) addLayer(c snapshot.Committed) {
 	}
 	l := c.Layer
 	bs.layers = append(bs.layers, image.Layer{ID: l.ID, DiffID: l.DiffID, Size: l.Size})
-	if !bs.existed[l.ID] {
+	// A reused layer may be another build's, still without an image.
+	if !c.Reused && !bs.existed[l.ID] {
 		bs.made = append(bs.made, l.ID)
-		bs.existed[l.ID] = true
 	}
+	bs.existed[l.ID] = true
 }
 
 // dropLayers deletes, newest first, the layers a failed build made, unless

@@ -31,8 +31,11 @@ type Snapshot struct {
 type Committed struct {
 	Layer Layer // zero value when Empty
 	Empty bool  // the upper dir held no changes: no layer was made
-	Files int   // entries in the layer tar (files, dirs, links, whiteouts)
-	Bytes int64 // bytes of regular-file content in the layer
+	// Reused: an identical layer (same parent, same DiffID) was in the
+	// store already, and Layer is that one: this Commit made nothing.
+	Reused bool
+	Files  int   // entries in the layer tar (files, dirs, links, whiteouts)
+	Bytes  int64 // bytes of regular-file content in the layer
 }
 
 // CommitOptions tunes Commit.
@@ -185,6 +188,11 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 	if err := os.Mkdir(st.dir, perm); err != nil {
 		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
 	}
+	// Recorded for DeleteLayer: no process may delete a layer a live
+	// snapshot stands on.
+	if err := os.WriteFile(filepath.Join(st.dir, parentFile), []byte(st.snap.Parent), 0o600); err != nil {
+		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+	}
 	dirs := []string{m.upper, m.work, m.target}
 	if m.emptyRel != "" {
 		dirs = append(dirs, filepath.Join(s.ownerDir, m.emptyRel))
@@ -332,7 +340,7 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 	}
 	defer unlock()
 	if l, ok, err := s.existing(id, rec.diffID, opts.Names); err != nil || ok {
-		c.Layer = l
+		c.Layer, c.Reused = l, ok
 		return c, err
 	}
 	sl, err := s.commitStaged(st, id, rec, opts.Names)
@@ -344,7 +352,7 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 			if err == nil && !ok {
 				err = fmt.Errorf("snapshot: layer %s reported as duplicate but not found", id)
 			}
-			c.Layer = l
+			c.Layer, c.Reused = l, ok
 			return c, err
 		}
 	}

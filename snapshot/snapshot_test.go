@@ -254,6 +254,9 @@ func TestEmptyAndDedup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if wantReused := key == "two"; c.Reused != wantReused {
+			t.Errorf("Commit %s: Reused = %v, want %v", key, c.Reused, wantReused)
+		}
 		ids = append(ids, c.Layer.ID)
 	}
 	if ids[0] != ids[1] {
@@ -351,7 +354,9 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			if parent != base.ID {
-				if err := s.DeleteLayer(parent); err != nil {
+				// Another tool (podman) deletes it: DeleteLayer itself
+				// refuses while a snapshot stands on it.
+				if err := s.store.DeleteLayer(parent); err != nil {
 					t.Fatal(err)
 				}
 				before = slices.DeleteFunc(before, func(l Layer) bool { return l.ID == parent })
@@ -400,6 +405,40 @@ func TestLayersAndDelete(t *testing.T) {
 	}
 	if err := s.DeleteLayer(l.ID); err == nil {
 		t.Error("deleting a layer with a child succeeded")
+	}
+
+	// A layer under a live snapshot of another process (e.g. a build that
+	// reused it) is not deleted, nor any layer below it; once that
+	// process is gone (its lock free) the snapshot no longer counts.
+	otherOwner := filepath.Join(filepath.Dir(s.ownerDir), "other-process")
+	if err := os.MkdirAll(filepath.Join(otherOwner, "snap"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(otherOwner)
+	lock, err := os.Create(filepath.Join(otherOwner, "lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(otherOwner, "snap", parentFile), []byte(child.ID), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteLayer(child.ID); !errors.Is(err, ErrLayerInUse) {
+		t.Errorf("DeleteLayer under a live snapshot: err = %v, want ErrLayerInUse", err)
+	}
+	if by, err := s.standsOn(l.ID); err != nil || by == "" {
+		t.Errorf("the base under the live snapshot's parent is not protected: %q, %v", by, err)
+	}
+	lock.Close()
+	if by, err := s.standsOn(child.ID); err != nil || by != "" {
+		t.Errorf("a dead process's snapshot still protects the layer: %q, %v", by, err)
+	}
+
+	again := commitTree(t, s, "child-again", l.ID, map[string]string{"c": "c"})
+	if again != child {
+		t.Errorf("recommitting the same change gave %+v, want the existing %+v", again, child)
 	}
 	for _, id := range []string{child.ID, l.ID} {
 		if err := s.DeleteLayer(id); err != nil {

@@ -292,6 +292,8 @@ func removeIfStale(dir string) error {
 	} else if !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("snapshot: opening lock in %s: %w", dir, err)
 	}
+	// Held until the directory is gone, so no one else deems it alive
+	// or stale meanwhile.
 	snaps, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("snapshot: reading stale %s: %w", dir, err)
@@ -322,6 +324,18 @@ func (s *Store) ScratchDir() (string, error) {
 		return "", fmt.Errorf("snapshot: creating %s: %w", dir, err)
 	}
 	return dir, nil
+}
+
+// ownerAlive reports whether a live process holds the lock of the owner
+// directory dir (this process included: flock conflicts between open
+// files, not processes).
+func ownerAlive(dir string) bool {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // Containers returns the underlying containers/storage store (for images).
