@@ -36,6 +36,9 @@ best() {
   done
   echo "$b"
 }
+# Flush earlier writes (a previous buildah run leaves plenty) so neither
+# tool pays for the other's writeback in its fsyncs.
+sync
 s0=$(best se build "$work/ctx0")
 sN=$(best se build "$work/ctxN")
 per=$(( (sN - s0) / steps ))
@@ -44,6 +47,7 @@ printf 'stepexec: %d-step build %s ms, empty build %s ms => %s ms per RUN step\n
 if command -v buildah >/dev/null; then
   bh() { buildah --root "$store" --runroot "$run" --storage-driver overlay bud --pull=never --runtime=runc --network=none --layers --no-cache -q "$@"; }
   if bh "$work/ctx0" >/dev/null 2>&1; then
+    sync
     b0=$(best bh "$work/ctx0")
     bN=$(best bh "$work/ctxN")
     bper=$(( (bN - b0) / steps ))
