@@ -112,13 +112,16 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, er
 		bs.dropLayers()
 		return image.Image{}, err
 	}
+	if len(opts.Outputs) == 0 {
+		return img, nil
+	}
+	layers, err := b.images.Layers(img)
+	if err != nil {
+		return img, err
+	}
 	for _, out := range opts.Outputs {
 		if out.Name == "" && len(names) > 0 {
 			out.Name = names[0]
-		}
-		layers, err := b.images.Layers(img)
-		if err != nil {
-			return img, err
 		}
 		if err := image.WriteOCI(ctx, img, layers, b.store, out); err != nil {
 			return img, err
