@@ -394,8 +394,10 @@ func nowTicks() int64 {
 	return int64(up * 100)
 }
 
-// stepMarker is put into RUN commands so leftover step processes can be found.
-const stepMarker = "stepexec-it-marker"
+// stepMarker is put into RUN commands so leftover step processes can be
+// found; it names this test process, so concurrent suites do not see each
+// other's steps as leftovers.
+var stepMarker = "stepexec-it-marker-" + strconv.Itoa(os.Getpid())
 
 // subIDRange is the account's /etc/subuid range [lo, hi), or [0, 0).
 func (a *account) subIDRange(t *testing.T) (int, int) {
