@@ -13,7 +13,11 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/vishvananda/netlink v1.3.1 // indirect
+require (
+	github.com/moby/patternmatcher v0.6.1 // indirect
+	github.com/tonistiigi/dchapes-mode v0.0.0-20250318174251-73d941a28323 // indirect
+	github.com/vishvananda/netlink v1.3.1 // indirect
+)
 
 require (
 	cyphar.com/go-pathrs v0.2.6 // indirect

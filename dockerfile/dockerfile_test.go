@@ -1,59 +1,98 @@
 package dockerfile
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-// dump is a stable textual form of a plan, for golden files.
-func dump(p *Plan) string {
+// dump is a stable textual form of a graph, for golden files.
+func dump(g *Graph) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "base: %q at %s (lines %d-%d)\n", p.Base, p.BaseLocation, p.BaseLocation.Line, p.BaseLocation.EndLine)
-	fmt.Fprintf(&b, "stage: %q\n", p.Stage)
-	for _, w := range p.Warnings {
+	for _, w := range g.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
-	for _, s := range p.Steps {
-		fmt.Fprintf(&b, "step %d at %s (lines %d-%d): %q\n", s.Index, s.Location, s.Location.Line, s.Location.EndLine, s.Text)
-		switch c := s.Command.(type) {
-		case *Run:
-			if c.Shell {
-				fmt.Fprintf(&b, "  RUN shell %q\n", c.Script)
-			} else {
-				fmt.Fprintf(&b, "  RUN exec %q\n", c.Args)
-			}
-		case *Cmd:
-			fmt.Fprintf(&b, "  CMD shell=%v %q\n", c.Shell, c.Args)
-		case *Entrypoint:
-			fmt.Fprintf(&b, "  ENTRYPOINT shell=%v %q\n", c.Shell, c.Args)
-		case *Env:
-			fmt.Fprintf(&b, "  ENV %s\n", dumpPairs(c.Pairs))
-		case *Label:
-			fmt.Fprintf(&b, "  LABEL %s\n", dumpPairs(c.Pairs))
-		case *Workdir:
-			fmt.Fprintf(&b, "  WORKDIR %q\n", c.Path)
-		default:
-			fmt.Fprintf(&b, "  unknown %T\n", c)
+	for _, kv := range g.MetaArgs.List() {
+		if !isPlatformArg(kv.Key) {
+			fmt.Fprintf(&b, "meta arg %q=%q\n", kv.Key, kv.Value)
 		}
+	}
+	for _, s := range g.Stages {
+		fmt.Fprintf(&b, "stage %d %q FROM %q", s.Index, s.Name, s.BaseName)
+		if s.Base != nil {
+			fmt.Fprintf(&b, " (stage %d)", s.Base.Index)
+		}
+		if s.Platform != "" {
+			fmt.Fprintf(&b, " --platform=%q", s.Platform)
+		}
+		fmt.Fprintf(&b, " at %s (lines %d-%d)\n", s.Location, s.Location.Line, s.Location.EndLine)
+		if deps := s.Deps(); len(deps) > 0 {
+			fmt.Fprintf(&b, "  deps:%s\n", stageList(deps))
+		}
+		for _, st := range s.Steps {
+			fmt.Fprintf(&b, "  step at %s (lines %d-%d): %q\n", st.Location, st.Location.Line, st.Location.EndLine, st.Text)
+			fmt.Fprintf(&b, "    %s\n", dumpCommand(st.Command))
+		}
+	}
+	fmt.Fprintf(&b, "target: %d\nneeded:%s\n", g.Target.Index, stageList(g.Needed()))
+	return b.String()
+}
+
+func stageList(ss []*Stage) string {
+	var b strings.Builder
+	for _, s := range ss {
+		fmt.Fprintf(&b, " %d", s.Index)
 	}
 	return b.String()
 }
 
-func dumpPairs(kvs []KeyValue) string {
-	var parts []string
-	for _, kv := range kvs {
-		parts = append(parts, fmt.Sprintf("%q=%q", kv.Key, kv.Value))
+// dumpCommand prints a command as its type and JSON, with stage pointers
+// shown as indexes.
+func dumpCommand(c Command) string {
+	var extra string
+	switch c := c.(type) {
+	case *Copy:
+		if c.FromStage != nil {
+			extra = fmt.Sprintf(" from-stage=%d", c.FromStage.Index)
+		}
+		cc := *c
+		cc.FromStage = nil
+		c = &cc
+		return fmt.Sprintf("%T %s%s", c, mustJSON(c), extra)
+	case *Run:
+		for _, m := range c.Mounts {
+			if m.FromStage != nil {
+				extra += fmt.Sprintf(" mount-from-stage=%d", m.FromStage.Index)
+			}
+		}
+		rc := *c
+		rc.Mounts = nil
+		var raws []string
+		for _, m := range c.Mounts {
+			raws = append(raws, m.Raw)
+		}
+		return fmt.Sprintf("%T %s mounts=%q%s", c, mustJSON(&rc), raws, extra)
 	}
-	return strings.Join(parts, " ")
+	return fmt.Sprintf("%T %s", c, mustJSON(c))
 }
 
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// TestGolden parses testdata/NAME.Dockerfile (with build args from a
+// "# test-build-args: K=V …" first line and a target from "# test-target:")
+// and compares with NAME.golden.
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.Dockerfile")
 	if err != nil || len(files) == 0 {
@@ -62,18 +101,18 @@ func TestGolden(t *testing.T) {
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".Dockerfile")
 		t.Run(name, func(t *testing.T) {
-			r, err := os.Open(f)
+			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer r.Close()
+			opts := testOptions(string(data))
 			// "Dockerfile" as the given name keeps goldens independent of testdata paths.
-			p, err := Parse(r, "Dockerfile")
+			g, err := Parse(strings.NewReader(string(data)), "Dockerfile", opts)
 			var got string
 			if err != nil {
 				got = "error:\n" + err.Error() + "\n"
 			} else {
-				got = dump(p)
+				got = dump(g)
 			}
 			golden := strings.TrimSuffix(f, ".Dockerfile") + ".golden"
 			if *update {
@@ -84,101 +123,28 @@ func TestGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run with -update)", err)
+				t.Fatalf("%v (run go test -update to create it)", err)
 			}
 			if got != string(want) {
-				t.Errorf("%s: got\n%s\nwant\n%s", golden, got, want)
+				t.Errorf("%s: got\n%s\nwant\n%s", name, got, want)
 			}
 		})
 	}
 }
 
-func TestParseFileNamesPathInErrors(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "sub.Dockerfile")
-	if err := os.WriteFile(path, []byte("FROM alpine\nCOPY . /\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := ParseFile(path)
-	if want := path + ":2: COPY is not supported yet"; err == nil || err.Error() != want {
-		t.Fatalf("err = %v, want %q", err, want)
-	}
-	if _, err := ParseFile(filepath.Join(dir, "missing")); !os.IsNotExist(err) && (err == nil || !strings.Contains(err.Error(), "no such file")) {
-		t.Fatalf("missing file: err = %v", err)
-	}
-}
-
-func TestTarget(t *testing.T) {
-	src := "FROM golang AS build\nRUN make\nFROM alpine AS final\nCOPY x y\n"
-	p, err := ParseWithOptions(strings.NewReader(src), "Dockerfile", ParseOptions{Target: "BUILD"})
-	if err != nil {
-		t.Fatalf("target build: %v (COPY in the final stage must not matter)", err)
-	}
-	if p.Base != "golang" || p.Stage != "build" || len(p.Steps) != 1 || p.Steps[0].Text != "RUN make" {
-		t.Errorf("plan %s", dump(p))
-	}
-	if _, err := ParseWithOptions(strings.NewReader(src), "Dockerfile", ParseOptions{}); err == nil || err.Error() != "Dockerfile:4: COPY is not supported yet" {
-		t.Errorf("default target: err = %v", err)
-	}
-	if _, err := ParseWithOptions(strings.NewReader(src), "Dockerfile", ParseOptions{Target: "nope"}); err == nil || err.Error() != `Dockerfile: target stage "nope" not found` {
-		t.Errorf("missing target: err = %v", err)
-	}
-}
-
-func TestExpand(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		src  string // a Dockerfile; its last step is expanded
-		env  []string
-		want Command
-	}{
-		{"workdir from env", "FROM a\nWORKDIR /x/$A\n", []string{"A=1"}, &Workdir{Path: "/x/1"}},
-		{"braces", "FROM a\nWORKDIR /x/${A}y\n", []string{"A=1"}, &Workdir{Path: "/x/1y"}},
-		{"later env wins", "FROM a\nWORKDIR /$A\n", []string{"A=1", "A=2"}, &Workdir{Path: "/2"}},
-		{"default when unset", "FROM a\nWORKDIR ${A:-def}\n", nil, &Workdir{Path: "def"}},
-		{"default not used when set", "FROM a\nWORKDIR ${A:-def}\n", []string{"A=set"}, &Workdir{Path: "set"}},
-		{"alternative when set", "FROM a\nWORKDIR ${A:+alt}\n", []string{"A=x"}, &Workdir{Path: "alt"}},
-		{"unset is empty", "FROM a\nWORKDIR /x$NOPE/y\n", nil, &Workdir{Path: "/x/y"}},
-		{"escaped dollar", "FROM a\nWORKDIR /x/\\$A\n", []string{"A=1"}, &Workdir{Path: "/x/$A"}},
-		{"escaped with backtick escape", "# escape=`\nFROM a\nWORKDIR C:\\x\\`$A\n", []string{"A=1"}, &Workdir{Path: `C:\x\$A`}},
-		{"env values", "FROM a\nENV B=$A C=\"${A}-q\" D='$A'\n", []string{"A=1"},
-			&Env{Pairs: []KeyValue{{"B", "1"}, {"C", "1-q"}, {"D", "$A"}}}},
-		{"env same instruction sees old value", "FROM a\nENV A=2 B=$A\n", []string{"A=1"},
-			&Env{Pairs: []KeyValue{{"A", "2"}, {"B", "1"}}}},
-		{"env path append", "FROM a\nENV PATH=/opt/bin:$PATH\n", []string{"PATH=/usr/bin:/bin"},
-			&Env{Pairs: []KeyValue{{"PATH", "/opt/bin:/usr/bin:/bin"}}}},
-		{"label", "FROM a\nLABEL v=$V \"k $V\"=x\n", []string{"V=7"}, &Label{Pairs: []KeyValue{{"v", "7"}, {"k 7", "x"}}}},
-		{"run unchanged", "FROM a\nRUN echo $A\n", []string{"A=1"}, &Run{Shell: true, Script: "echo $A"}},
-		{"cmd unchanged", "FROM a\nCMD [\"echo\", \"$A\"]\n", []string{"A=1"}, &Cmd{Args: []string{"echo", "$A"}}},
-		{"entrypoint unchanged", "FROM a\nENTRYPOINT echo $A\n", []string{"A=1"}, &Entrypoint{Shell: true, Args: []string{"echo $A"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := Parse(strings.NewReader(tc.src), "Dockerfile")
-			if err != nil {
-				t.Fatal(err)
+func testOptions(data string) ParseOptions {
+	var opts ParseOptions
+	for _, line := range strings.Split(data, "\n") {
+		if v, ok := strings.CutPrefix(line, "# test-build-args:"); ok {
+			opts.BuildArgs = map[string]string{}
+			for _, kv := range strings.Fields(v) {
+				k, val, _ := strings.Cut(kv, "=")
+				opts.BuildArgs[k] = val
 			}
-			orig := p.Steps[len(p.Steps)-1].Command
-			before := fmt.Sprintf("%#v", orig)
-			got, err := p.Expand(orig, tc.env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("Expand = %#v, want %#v", got, tc.want)
-			}
-			if after := fmt.Sprintf("%#v", orig); after != before {
-				t.Errorf("Expand modified the plan: %s -> %s", before, after)
-			}
-		})
+		}
+		if v, ok := strings.CutPrefix(line, "# test-target:"); ok {
+			opts.Target = strings.TrimSpace(v)
+		}
 	}
-}
-
-func TestExpandError(t *testing.T) {
-	p, err := Parse(strings.NewReader("FROM a\nWORKDIR ${A:?must be set}\n"), "Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Expand(p.Steps[0].Command, nil); err == nil || !strings.Contains(err.Error(), "must be set") {
-		t.Fatalf("err = %v, want the ${A:?} message", err)
-	}
+	return opts
 }

@@ -1,0 +1,3 @@
+FROM alpine
+ONBUILD ONBUILD RUN true
+ONBUILD FROM alpine

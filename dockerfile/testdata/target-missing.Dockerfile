@@ -1,0 +1,3 @@
+# test-target: nope
+FROM alpine AS build
+FROM alpine AS final
