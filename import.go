@@ -2,11 +2,15 @@ package stepexec
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/stepexec/stepexec/image"
@@ -14,6 +18,9 @@ import (
 	"github.com/stepexec/stepexec/runtime/userns"
 	"github.com/stepexec/stepexec/snapshot"
 )
+
+// defaultPath is the PATH docker gives an image that sets none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // ImportOptions names an imported root filesystem.
 type ImportOptions struct {
@@ -87,16 +94,11 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	}
 
 	now := time.Now().UTC()
-	cfg := ocispec.Image{
-		Created:  &now,
-		Platform: ocispec.Platform{OS: "linux", Architecture: goarch()},
-		Config:   ocispec.ImageConfig{Env: []string{defaultPath}},
-		History: []ocispec.History{{
-			Created:   &now,
-			CreatedBy: "stepexec import " + opts.Source,
-			Comment:   "stepexec",
-		}},
-	}
+	var cfg dockerspec.DockerOCIImage
+	cfg.Created = &now
+	cfg.Platform = ocispec.Platform{OS: "linux", Architecture: goruntime.GOARCH}
+	cfg.Config.Env = []string{"PATH=" + defaultPath}
+	cfg.History = []ocispec.History{{Created: &now, CreatedBy: "stepexec import " + opts.Source, Comment: "stepexec"}}
 	// The official images of shell-bearing distributions default to a shell.
 	if hasShell {
 		cfg.Config.Cmd = []string{"/bin/sh"}
@@ -118,4 +120,12 @@ func containsLayer(layers []snapshot.Layer, id string) bool {
 		}
 	}
 	return false
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
 }

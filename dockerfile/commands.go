@@ -54,8 +54,8 @@ type Mount struct {
 	SizeLimit int64  // tmpfs size=
 	ID        string // cache and secret id=
 	Sharing   string // cache sharing=: shared, private, locked
-	Required  bool   // secret required=
-	Env       string // secret env=: the variable to set, "" for none
+	Required  bool    // secret required=
+	Env       *string // secret env=: the variable to set; nil for none
 	Mode      *uint32
 	UID, GID  *uint32
 }

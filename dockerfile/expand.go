@@ -149,10 +149,7 @@ func (e *Expander) Mounts(r *Run, env shell.EnvGetter) ([]Mount, error) {
 	for i, m := range ms {
 		out[i] = Mount{Type: string(m.Type), From: m.From, FromStage: r.Mounts[i].FromStage, Source: m.Source,
 			Target: m.Target, ReadOnly: m.ReadOnly, SizeLimit: m.SizeLimit, ID: m.CacheID,
-			Sharing: string(m.CacheSharing), Required: m.Required, Mode: u32(m.Mode), UID: u32(m.UID), GID: u32(m.GID)}
-		if m.Env != nil {
-			out[i].Env = *m.Env
-		}
+			Sharing: string(m.CacheSharing), Required: m.Required, Env: m.Env, Mode: u32(m.Mode), UID: u32(m.UID), GID: u32(m.GID)}
 	}
 	return out, nil
 }

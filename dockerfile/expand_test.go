@@ -90,7 +90,7 @@ func TestExpandMounts(t *testing.T) {
 	if b.Type != "bind" || b.FromStage != g.Stages[0] || b.Source != "/x" || b.ReadOnly {
 		t.Errorf("bind mount: %+v", b)
 	}
-	if s.Type != "secret" || s.ID != "s" || s.Env != "TOK" || !s.ReadOnly {
+	if s.Type != "secret" || s.ID != "s" || s.Env == nil || *s.Env != "TOK" || !s.ReadOnly {
 		t.Errorf("secret mount: %+v", s)
 	}
 	if deps := g.Target.Deps(); len(deps) != 1 || deps[0] != g.Stages[0] {

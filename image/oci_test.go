@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"io"
 	"os"
 	"os/exec"
@@ -49,8 +50,10 @@ func testImage(t *testing.T) (Image, []Layer, fakeLayers) {
 	t.Helper()
 	src := fakeLayers{"base": tarOf(t, map[string]string{"a": "base"}), "top": tarOf(t, map[string]string{"b": "top"})}
 	var layers []Layer
-	cfg := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
-		Config: ocispec.ImageConfig{Cmd: []string{"cat", "/b"}}, RootFS: ocispec.RootFS{Type: "layers"}}
+	var cfg dockerspec.DockerOCIImage
+	cfg.Platform = ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	cfg.Config.Cmd = []string{"cat", "/b"}
+	cfg.RootFS = ocispec.RootFS{Type: "layers"}
 	for _, id := range []string{"base", "top"} {
 		d := digest.FromBytes(src[id])
 		layers = append(layers, Layer{ID: id, DiffID: d, Size: int64(len(src[id]))})

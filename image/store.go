@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -34,10 +35,10 @@ type Image struct {
 	ID        string // hex config digest
 	Names     []string
 	Created   time.Time
-	Config    ocispec.Image
-	RawConfig []byte // the exact bytes whose digest is the ID
-	TopLayer  string // containers/storage ID of the last layer, "" for none
-	Size      int64  // sum of the layers' uncompressed sizes
+	Config    dockerspec.DockerOCIImage // the OCI config plus docker's fields (Healthcheck, OnBuild, Shell)
+	RawConfig []byte                    // the exact bytes whose digest is the ID
+	TopLayer  string                    // containers/storage ID of the last layer, "" for none
+	Size      int64                     // sum of the layers' uncompressed sizes
 }
 
 // ShortID is the 12-character ID shown in listings.
@@ -66,7 +67,7 @@ const manifestKey = "manifest"
 // already be committed, in this order, as a parent chain) under names, which
 // must be normalized. A name held by another image moves to this one, as
 // with `docker build -t`. If an identical image exists, only names are added.
-func (st *Store) Put(config ocispec.Image, layers []Layer, names []string) (Image, error) {
+func (st *Store) Put(config dockerspec.DockerOCIImage, layers []Layer, names []string) (Image, error) {
 	config.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: make([]digest.Digest, 0, len(layers))}
 	for _, l := range layers {
 		config.RootFS.DiffIDs = append(config.RootFS.DiffIDs, l.DiffID)
@@ -192,7 +193,7 @@ func (st *Store) load(simg *storage.Image) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("image %s has no config: %w", simg.ID, err)
 	}
-	var cfg ocispec.Image
+	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return Image{}, fmt.Errorf("image %s: decoding config: %w", simg.ID, err)
 	}

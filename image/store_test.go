@@ -3,6 +3,7 @@ package image_test
 import (
 	"context"
 	"errors"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,8 +62,11 @@ func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer) {
 	return s, layers
 }
 
-func config(cmd string) ocispec.Image {
-	return ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, Config: ocispec.ImageConfig{Cmd: []string{cmd}}}
+func config(cmd string) dockerspec.DockerOCIImage {
+	var c dockerspec.DockerOCIImage
+	c.Platform = ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	c.Config.Cmd = []string{cmd}
+	return c
 }
 
 func TestPutGetListRemove(t *testing.T) {

@@ -76,6 +76,7 @@ type Spec struct {
 	Stdout   io.Writer // nil discards; stdin is always /dev/null
 	Stderr   io.Writer // nil discards
 	OnStart  func()    // called once the process is running; may be nil
+	Mounts   []Mount   // RUN --mount extras, mounted over the rootfs
 }
 
 // Result is the outcome of a step whose sandbox worked.

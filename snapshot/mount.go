@@ -19,6 +19,7 @@ type overlayMount struct {
 	userxattr       bool
 	forceLegacyAPI  bool // tests: exercise the mount(2) fallback
 	legacyShortcuts []string
+	readOnly        bool // a View: lowers only, no upper or work dir
 
 	// view, when set, mounts the overlay for a step of a real-root
 	// process: the layers are given to overlay as fds of the view's
@@ -116,7 +117,7 @@ func mountOverlayFsopen(m overlayMount) error {
 		}
 		return nil
 	}
-	if m.view == nil {
+	if m.view == nil && !m.readOnly {
 		if err := set("upperdir", m.upper); err != nil {
 			return err
 		}
@@ -124,7 +125,7 @@ func mountOverlayFsopen(m overlayMount) error {
 			return err
 		}
 	}
-	for _, kv := range fixedOptions(m.userxattr) {
+	for _, kv := range fixedOptions(m.userxattr, m.readOnly) {
 		k, v, hasVal := strings.Cut(kv, "=")
 		if hasVal {
 			err = set(k, v)
@@ -138,7 +139,7 @@ func mountOverlayFsopen(m overlayMount) error {
 	if err := unix.FsconfigCreate(fd); err != nil {
 		return fsError(fd, fmt.Sprintf("creating overlay for %s", m.target), err)
 	}
-	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, readOnlyAttr(m.readOnly))
 	if err != nil {
 		return fsError(fd, fmt.Sprintf("fsmount overlay for %s", m.target), err)
 	}
@@ -154,11 +155,17 @@ func mountOverlayFsopen(m overlayMount) error {
 // requires); redirect_dir and metacopy stay off so the upper dir holds plain
 // files the differ can read; userxattr is needed (and is the only choice)
 // inside a user namespace, where trusted.* xattrs are out of reach.
-func fixedOptions(userxattr bool) []string {
+func fixedOptions(userxattr, readOnly bool) []string {
+	var opts []string
 	if userxattr {
-		return []string{"userxattr", "volatile"}
+		opts = []string{"userxattr"}
+	} else {
+		opts = []string{"redirect_dir=off", "metacopy=off"}
 	}
-	return []string{"redirect_dir=off", "metacopy=off", "volatile"}
+	if !readOnly {
+		opts = append(opts, "volatile") // meaningless without an upper dir
+	}
+	return opts
 }
 
 func mountOverlayLegacy(m overlayMount) error {
@@ -166,19 +173,29 @@ func mountOverlayLegacy(m overlayMount) error {
 	if len(m.legacyShortcuts) == len(m.lowers) {
 		lowers = m.legacyShortcuts
 	}
-	for _, p := range append(append([]string{}, lowers...), m.upper, m.work) {
+	paths := append([]string{}, lowers...)
+	if !m.readOnly {
+		paths = append(paths, m.upper, m.work)
+	}
+	for _, p := range paths {
 		if strings.ContainsAny(p, ",:") {
 			return fmt.Errorf("mounting overlay at %s: path %s contains ',' or ':', which mount(2) options cannot carry", m.target, p)
 		}
 	}
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + m.upper + ",workdir=" + m.work
-	for _, o := range fixedOptions(m.userxattr) {
+	opts := "lowerdir=" + strings.Join(lowers, ":")
+	var flags uintptr
+	if m.readOnly {
+		flags = unix.MS_RDONLY
+	} else {
+		opts += ",upperdir=" + m.upper + ",workdir=" + m.work
+	}
+	for _, o := range fixedOptions(m.userxattr, m.readOnly) {
 		opts += "," + o
 	}
 	if len(opts) >= unix.Getpagesize() {
 		return fmt.Errorf("mounting overlay at %s: %d lower layers make a %d-byte option string, over the page-size limit of this kernel's mount(2) (kernel 6.8+ has no limit)", m.target, len(lowers), len(opts))
 	}
-	if err := unix.Mount("overlay", m.target, "overlay", 0, opts); err != nil {
+	if err := unix.Mount("overlay", m.target, "overlay", flags, opts); err != nil {
 		return fmt.Errorf("mounting overlay at %s (options %s): %w", m.target, opts, err)
 	}
 	return nil

@@ -50,6 +50,7 @@ type snapState struct {
 	snap    Snapshot
 	dir     string // <owner>/<key>
 	mounted bool
+	view    bool // read-only (View): cannot be committed
 }
 
 func (st *snapState) upper() string  { return filepath.Join(st.dir, "upper") }
@@ -296,6 +297,10 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 	st := s.take(key)
 	if st == nil {
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: no such snapshot", key)
+	}
+	if st.view {
+		_ = st.destroy()
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: a view cannot be committed", key)
 	}
 	defer func() {
 		if derr := st.destroy(); derr != nil && err == nil {

@@ -326,6 +326,16 @@ func (s *Store) ScratchDir() (string, error) {
 	return dir, nil
 }
 
+// PersistentDir returns <graphroot>/stepexec/NAME, created if missing: a
+// directory that outlives builds (RUN --mount=type=cache).
+func (s *Store) PersistentDir(name string) (string, error) {
+	dir := filepath.Join(s.base, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("snapshot: creating %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
 // ownerAlive reports whether a live process holds the lock of the owner
 // directory dir (this process included: flock conflicts between open
 // files, not processes).

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,24 +21,29 @@ import (
 	"github.com/stepexec/stepexec/image"
 )
 
+// buildFlags are docker build's flags that stepexec takes.
+type buildFlags struct {
+	tags, outputs, buildArgs, argFiles, secrets, labels []string
+	file, progress, target, iidfile, platform            string
+	quiet                                                bool
+}
+
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
-	var (
-		tags     []string
-		file     string
-		outputs  []string
-		progress string
-		target   string
-	)
+	var bf buildFlags
 	cmd := &cobra.Command{
 		Use:   "build [flags] CONTEXT",
 		Short: "Build an image from a Dockerfile",
-		Args:  exactArgs(1, "build needs one build context directory, e.g. `stepexec build -t app .`"),
+		Long: `Build an image from the Dockerfile in CONTEXT (a directory), as docker build does.
+
+Stages the target does not need are skipped; independent stages build at the
+same time. The image ID is printed on stdout when the build succeeds.`,
+		Example: `  stepexec build -t app .
+  stepexec build -f docker/Dockerfile --target test --build-arg VERSION=1.2 .
+  stepexec build --secret id=npmrc,src=$HOME/.npmrc -t web .
+  stepexec build -f - . < Dockerfile`,
+		Args: exactArgs(1, "build needs one build context directory, e.g. `stepexec build -t app .`"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			outs, err := parseOutputs(outputs)
-			if err != nil {
-				return usageError{err}
-			}
-			mode, err := progressMode(progress)
+			opts, mode, err := bf.options(args[0], os.Stdin)
 			if err != nil {
 				return usageError{err}
 			}
@@ -47,28 +53,34 @@ func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
 			}
 			defer b.Close()
 			p := newProgress(mode, os.Stderr)
-			img, err := b.Build(ctx, stepexec.BuildOptions{
-				ContextDir: args[0],
-				Dockerfile: file,
-				Target:     target,
-				Tags:       tags,
-				Outputs:    outs,
-				Progress:   p,
-			})
+			opts.Progress = p
+			img, err := b.Build(ctx, opts)
 			p.Finish(err)
 			if err != nil {
 				return err
+			}
+			if bf.iidfile != "" {
+				if err := os.WriteFile(bf.iidfile, []byte("sha256:"+img.ID), 0o644); err != nil {
+					return fmt.Errorf("--iidfile: %w", err)
+				}
 			}
 			fmt.Fprintln(os.Stdout, "sha256:"+img.ID)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&tags, "tag", "t", nil, "name the image (repeatable), e.g. -t app or -t app:1.0")
-	f.StringVarP(&file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile)")
-	f.StringArrayVarP(&outputs, "output", "o", nil, "also export the image: type=oci,dest=DIR or type=oci,dest=FILE.tar (repeatable)")
-	f.StringVar(&progress, "progress", "auto", "progress output: auto, plain or tty")
-	f.StringVar(&target, "target", "", "build this stage (default: the last)")
+	f.StringArrayVarP(&bf.tags, "tag", "t", nil, "name the image (repeatable), e.g. -t app or -t app:1.0")
+	f.StringVarP(&bf.file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile; - reads it from stdin)")
+	f.StringArrayVarP(&bf.outputs, "output", "o", nil, "also export the image: type=oci,dest=DIR or type=oci,dest=FILE.tar (repeatable)")
+	f.StringVar(&bf.progress, "progress", "auto", "progress output: auto, plain or tty")
+	f.StringVar(&bf.target, "target", "", "build this stage (default: the last)")
+	f.StringArrayVar(&bf.buildArgs, "build-arg", nil, "set a build argument: KEY=VALUE, or KEY to take its value from the environment (repeatable)")
+	f.StringArrayVar(&bf.argFiles, "build-arg-file", nil, "read build arguments from a file of KEY=VALUE lines (repeatable)")
+	f.StringArrayVar(&bf.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR (repeatable)")
+	f.StringArrayVar(&bf.labels, "label", nil, "add an image label KEY=VALUE (repeatable)")
+	f.StringVar(&bf.iidfile, "iidfile", "", "write the image ID to this file")
+	f.StringVar(&bf.platform, "platform", "", "target platform; only this machine's (linux/"+goruntime.GOARCH+") can be built")
+	f.BoolVarP(&bf.quiet, "quiet", "q", false, "print only the image ID (no progress)")
 	return cmd
 }
 

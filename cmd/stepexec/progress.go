@@ -15,47 +15,74 @@ import (
 )
 
 // progressPrinter renders build events. Plain mode prints one line per
-// event, prefixed "#STEP" as `docker build --progress=plain` does, so a
-// RUN's life is visible: sandbox created → command ran → diff → layer →
-// sandbox removed. Tty mode prints a line per instruction and keeps step
-// output out of the way unless the step fails.
+// event, prefixed "#N" (N numbers the steps in the order they start, as
+// `docker build --progress=plain` numbers vertices), so a RUN's life is
+// visible: sandbox created → command ran → diff → layer → sandbox removed.
+// Tty mode prints a line per finished instruction and keeps step output out
+// of the way unless the step fails. Events arrive from concurrent stages.
 type progressPrinter struct {
 	mu    sync.Mutex
 	w     io.Writer
 	tty   bool
-	start time.Time
-	steps int
-	cur   int
+	ids   map[stepexec.Vertex]int // vertex → its #N
 	text  map[int]string
-	tail  *tailBuffer // tty: the current step's output, shown if it fails
 	summ  map[int]string
+	tails map[int]*tailBuffer // tty: each running step's output, shown if it fails
+	last  int                 // the last vertex that started
 }
 
 func newProgress(mode string, w io.Writer) *progressPrinter {
-	return &progressPrinter{w: w, tty: mode == "tty", start: time.Now(), text: map[int]string{}, summ: map[int]string{}}
+	if mode == "quiet" {
+		w = io.Discard
+	}
+	return &progressPrinter{w: w, tty: mode == "tty", ids: map[stepexec.Vertex]int{},
+		text: map[int]string{}, summ: map[int]string{}, tails: map[int]*tailBuffer{}}
+}
+
+// id numbers a vertex (0 for build-wide events); callers hold p.mu.
+func (p *progressPrinter) id(v stepexec.Vertex) int {
+	if v.Step == 0 {
+		return 0
+	}
+	n, ok := p.ids[v]
+	if !ok {
+		n = len(p.ids) + 1
+		p.ids[v] = n
+	}
+	return n
+}
+
+// label is "[2/5]" or, past a single unnamed stage, "[build 2/5]".
+func label(v stepexec.Vertex) string {
+	if v.Stage == 0 && v.StageName == "stage-0" {
+		return fmt.Sprintf("[%d/%d]", v.Step, v.Steps)
+	}
+	return fmt.Sprintf("[%s %d/%d]", v.StageName, v.Step, v.Steps)
 }
 
 func (p *progressPrinter) Event(e stepexec.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	n := p.id(e.Vertex)
 	if p.tty {
-		p.ttyEvent(e)
+		p.ttyEvent(n, e)
 		return
 	}
-	pre := fmt.Sprintf("#%d ", e.Step)
-	if e.Step == 0 {
-		pre = "#" + fmt.Sprint(p.steps+1) + " "
+	pre := fmt.Sprintf("#%d ", n)
+	if n == 0 {
+		pre = fmt.Sprintf("#%d ", len(p.ids)+1)
 	}
 	switch e.Kind {
 	case stepexec.StepStarted:
-		p.steps = e.Steps
-		fmt.Fprintf(p.w, "%s[%d/%d] %s\n", pre, e.Step, e.Steps, e.Text)
+		fmt.Fprintf(p.w, "%s%s %s\n", pre, label(e.Vertex), e.Text)
 	case stepexec.BaseResolved:
 		fmt.Fprintf(p.w, "%sresolved %s %s\n", pre, e.Name, e.Digest)
 	case stepexec.SandboxCreated:
 		fmt.Fprintf(p.w, "%ssandbox created in %s\n", pre, ms(e.Duration))
 	case stepexec.CommandExited:
 		fmt.Fprintf(p.w, "%scommand ran: exit code %d in %.3fs\n", pre, e.ExitCode, e.Duration.Seconds())
+	case stepexec.FilesCopied:
+		fmt.Fprintf(p.w, "%scopied %s, %s in %s\n", pre, plural(e.Files, "file"), bytesText(e.Bytes), ms(e.Duration))
 	case stepexec.LayerDiffed:
 		if e.Empty {
 			fmt.Fprintf(p.w, "%sdiff: no changes, no layer (%s)\n", pre, ms(e.Duration))
@@ -68,6 +95,8 @@ func (p *progressPrinter) Event(e stepexec.Event) {
 		fmt.Fprintf(p.w, "%ssandbox removed: processes and namespaces in %s, snapshot with the commit\n", pre, ms(e.Duration))
 	case stepexec.StepDone:
 		fmt.Fprintf(p.w, "%sDONE %.3fs\n", pre, e.Duration.Seconds())
+	case stepexec.Warning:
+		fmt.Fprintf(p.w, "WARNING: %s\n", e.Text)
 	case stepexec.ImageWritten:
 		fmt.Fprintf(p.w, "%swriting image %s done\n", pre, e.Digest)
 	case stepexec.ImageNamed:
@@ -77,26 +106,28 @@ func (p *progressPrinter) Event(e stepexec.Event) {
 	}
 }
 
-func (p *progressPrinter) ttyEvent(e stepexec.Event) {
+func (p *progressPrinter) ttyEvent(n int, e stepexec.Event) {
 	switch e.Kind {
 	case stepexec.StepStarted:
-		p.steps, p.cur = e.Steps, e.Step
-		p.text[e.Step] = e.Text
-		p.tail = &tailBuffer{max: 20}
-		fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s", e.Step, e.Steps, e.Text)
+		p.last = n
+		p.text[n] = label(e.Vertex) + " " + e.Text
+		p.tails[n] = &tailBuffer{max: 20}
+		fmt.Fprintf(p.w, "\r\x1b[2K => %s", p.text[n])
 	case stepexec.LayerDiffed:
 		if e.Empty {
-			p.summ[e.Step] = "no changes"
+			p.summ[n] = "no changes"
 		} else {
-			p.summ[e.Step] = fmt.Sprintf("%s, %s", plural(e.Files, "file"), bytesText(e.Bytes))
+			p.summ[n] = fmt.Sprintf("%s, %s", plural(e.Files, "file"), bytesText(e.Bytes))
 		}
 	case stepexec.StepDone:
 		extra := ""
-		if s := p.summ[e.Step]; s != "" {
+		if s := p.summ[n]; s != "" {
 			extra = "  (" + s + ")"
 		}
-		fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s  %.2fs%s\n", e.Step, e.Steps, p.text[e.Step], e.Duration.Seconds(), extra)
-		p.tail = nil
+		fmt.Fprintf(p.w, "\r\x1b[2K => %s  %.2fs%s\n", p.text[n], e.Duration.Seconds(), extra)
+		delete(p.tails, n)
+	case stepexec.Warning:
+		fmt.Fprintf(p.w, "\r\x1b[2K WARNING: %s\n", e.Text)
 	case stepexec.ImageWritten:
 		fmt.Fprintf(p.w, " => writing image %s\n", e.Digest)
 	case stepexec.ImageNamed:
@@ -108,8 +139,11 @@ func (p *progressPrinter) ttyEvent(e stepexec.Event) {
 
 // Output returns where a step's stdout and stderr go: in plain mode the
 // terminal, a line at a time with the step's prefix; in tty mode a buffer.
-func (p *progressPrinter) Output(step int) io.Writer {
-	return &lineWriter{p: p, prefix: fmt.Sprintf("#%d ", step)}
+func (p *progressPrinter) Output(v stepexec.Vertex) io.Writer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.id(v)
+	return &lineWriter{p: p, n: n, prefix: fmt.Sprintf("#%d ", n)}
 }
 
 // Finish ends the display; on failure a tty shows the failed step's output.
@@ -119,11 +153,16 @@ func (p *progressPrinter) Finish(err error) {
 	if !p.tty || err == nil {
 		return
 	}
-	fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s  ERROR\n", p.cur, p.steps, p.text[p.cur])
+	fmt.Fprintf(p.w, "\r\x1b[2K => %s  ERROR\n", p.text[p.last])
 	var se *stepexec.StepError
-	if errors.As(err, &se) && p.tail != nil {
-		for _, line := range p.tail.lines {
-			fmt.Fprintf(p.w, "    %s\n", line)
+	if errors.As(err, &se) {
+		for n, tail := range p.tails {
+			if p.text[n] == "" {
+				continue
+			}
+			for _, line := range tail.lines {
+				fmt.Fprintf(p.w, "    %s\n", line)
+			}
 		}
 	}
 }
@@ -132,6 +171,7 @@ func (p *progressPrinter) Finish(err error) {
 // written concurrently, never interleave mid-line.
 type lineWriter struct {
 	p      *progressPrinter
+	n      int
 	prefix string
 	buf    bytes.Buffer
 	mu     sync.Mutex
@@ -171,8 +211,8 @@ func (l *lineWriter) emit(line string) {
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
 	if l.p.tty {
-		if l.p.tail != nil {
-			l.p.tail.add(line)
+		if t := l.p.tails[l.n]; t != nil {
+			t.add(line)
 		}
 		return
 	}

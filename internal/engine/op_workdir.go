@@ -1,0 +1,36 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/rootfs"
+	"github.com/stepexec/stepexec/snapshot"
+)
+
+// workdir makes the working directory st names (already set in its config)
+// in a layer of its own, as BuildKit does: missing directories are created
+// 0755, owned by the stage's USER; "/" makes no layer.
+func (r *stepRun) workdir(ctx context.Context, st State) (State, error) {
+	wd := st.workdir()
+	createdBy := "WORKDIR " + wd
+	if wd == "/" {
+		return st.withHistory(createdBy, true), nil
+	}
+	st, c, err := r.inSnapshot(ctx, st, false, func(snap *snapshot.Snapshot) error {
+		uid, gid, err := resolveChown(snap.Dir, st.Config().User)
+		if err != nil {
+			return err
+		}
+		_, err = rootfs.MkdirAll(snap.Dir, wd, uid, gid)
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	return st.withHistory(createdBy, c.Empty), nil
+}
+
+func toImageLayer(l snapshot.Layer) image.Layer {
+	return image.Layer{ID: l.ID, DiffID: l.DiffID, Size: l.Size}
+}

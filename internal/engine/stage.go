@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/stepexec/stepexec/dockerfile"
+	"github.com/stepexec/stepexec/snapshot"
+)
+
+// stepRun is one step being executed: what its op needs besides the state.
+type stepRun struct {
+	b      *build
+	p      *stagePlan
+	step   dockerfile.Step
+	vertex Vertex
+}
+
+func (r *stepRun) event(e Event) {
+	e.Vertex = r.vertex
+	r.b.req.Progress.Event(e)
+}
+
+// key names a snapshot of this step; suffix tells several apart.
+func (r *stepRun) key(suffix string) string {
+	k := r.b.req.BuildID + "-" + strconv.Itoa(r.p.stage.Index) + "-" + strconv.Itoa(r.vertex.Step)
+	if suffix != "" {
+		k += "-" + suffix
+	}
+	return k
+}
+
+// execute runs a planned stage: its FROM, then each step in order.
+func (b *build) execute(ctx context.Context, p *stagePlan) (State, error) {
+	total := len(p.steps) + 1
+	vertex := func(n int) Vertex {
+		return Vertex{Stage: p.stage.Index, StageName: p.stage.DisplayName(), Step: n, Steps: total}
+	}
+	st, err := b.from(ctx, p, vertex(1))
+	if err != nil {
+		return State{}, err
+	}
+	for i, step := range p.steps {
+		if err := ctx.Err(); err != nil {
+			return State{}, err
+		}
+		r := &stepRun{b: b, p: p, step: step, vertex: vertex(i + 2)}
+		start := time.Now()
+		text := step.Text
+		if step.OnBuild {
+			text = "ONBUILD " + text
+		}
+		r.event(Event{Kind: StepStarted, Text: text})
+		st, err = r.exec(ctx, st)
+		if err != nil {
+			if ctx.Err() != nil {
+				return State{}, ctx.Err()
+			}
+			return State{}, stepErr(step, err)
+		}
+		r.event(Event{Kind: StepDone, Duration: time.Since(start)})
+	}
+	return st, nil
+}
+
+// from starts a stage: the base stage's result, an image, or scratch.
+func (b *build) from(ctx context.Context, p *stagePlan, v Vertex) (State, error) {
+	start := time.Now()
+	ev := func(e Event) { e.Vertex = v; b.req.Progress.Event(e) }
+	text := "FROM " + p.stage.BaseName
+	if p.stage.Name != "" {
+		text += " AS " + p.stage.Name
+	}
+	ev(Event{Kind: StepStarted, Text: text})
+	var st State
+	switch {
+	case p.stage.Base != nil:
+		base, err := b.wait(ctx, p.stage.Base)
+		if err != nil {
+			return State{}, err
+		}
+		st = fromStage(base)
+		ev(Event{Kind: BaseResolved, Name: "stage " + p.stage.Base.DisplayName()})
+	case p.base != nil:
+		st = newState(p.base.Config, p.base.Layers)
+		name := p.base.Name
+		if name == "" {
+			name = p.stage.BaseName
+		}
+		ev(Event{Kind: BaseResolved, Name: name, Digest: "sha256:" + p.base.ID})
+	default:
+		st = scratchState()
+		ev(Event{Kind: BaseResolved, Name: "scratch"})
+	}
+	ev(Event{Kind: StepDone, Duration: time.Since(start)})
+	return st, nil
+}
+
+// exec expands the step with the state's variables and runs its op.
+func (r *stepRun) exec(ctx context.Context, st State) (State, error) {
+	cmd, err := r.b.req.Graph.Expander().Expand(r.step.Command, st.RunEnv())
+	if err != nil {
+		return st, err
+	}
+	switch c := cmd.(type) {
+	case *dockerfile.Run:
+		return r.run(ctx, st, c)
+	case *dockerfile.Copy:
+		return r.copy(ctx, st, c)
+	case *dockerfile.Workdir:
+		st, err = applyConfig(r.b.req, st, r.step, c)
+		if err != nil {
+			return st, err
+		}
+		return r.workdir(ctx, st)
+	}
+	return applyConfig(r.b.req, st, r.step, cmd)
+}
+
+// inSnapshot prepares a writable snapshot on st's top layer, lets change
+// work in it and commits it; when change fails the snapshot is removed.
+// It returns st with the new layer (if the snapshot changed anything).
+func (r *stepRun) inSnapshot(ctx context.Context, st State, forStep bool, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
+	snaps := r.b.deps.Snaps
+	key := r.key("")
+	snap, err := snaps.Prepare(ctx, key, st.Top(), forStep)
+	if err != nil {
+		return st, snapshot.Committed{}, err
+	}
+	if err := change(snap); err != nil {
+		if rerr := snaps.Remove(context.WithoutCancel(ctx), key); rerr != nil {
+			err = fmt.Errorf("%w (and removing its snapshot: %v)", err, rerr)
+		}
+		return st, snapshot.Committed{}, err
+	}
+	start := time.Now()
+	c, err := snaps.Commit(ctx, key)
+	if err != nil {
+		return st, snapshot.Committed{}, err
+	}
+	r.event(Event{Kind: LayerDiffed, Files: c.Files, Bytes: c.Bytes, Empty: c.Empty, Duration: time.Since(start)})
+	if !c.Empty {
+		r.event(Event{Kind: LayerCommitted, Digest: c.Layer.DiffID.String()})
+		st = st.withLayer(toImageLayer(c.Layer))
+	}
+	return st, c, nil
+}

@@ -1,0 +1,99 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// View mounts a read-only view of the layer parent and its ancestors, named
+// key like a snapshot (Remove drops it; it cannot be committed). COPY
+// --from and RUN --mount from= read a stage's or image's files through it.
+// An empty parent gives an empty directory. The view shows the ids files
+// are stored with (it is not idmapped): this process reads it.
+func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validKey(key); err != nil {
+		return nil, err
+	}
+	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key), view: true}
+	if err := s.reserve(key, st); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = st.destroy()
+			s.release(key)
+		}
+	}()
+	if err := os.Mkdir(st.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+	}
+	if err := os.Mkdir(st.merged(), 0o755); err != nil {
+		return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+	}
+	if parent != "" {
+		id, lowers, shortcuts, err := s.lowerDirs(parent)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+		}
+		st.snap.Parent = id
+		// The parent file keeps DeleteLayer off the layers while viewed.
+		if err := os.WriteFile(filepath.Join(st.dir, parentFile), []byte(id), 0o600); err != nil {
+			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+		}
+		// Overlay needs two lower dirs when it has no upper one.
+		if len(lowers) == 1 {
+			lowers = append(lowers, s.empty)
+			if shortcuts != nil {
+				shortcuts = append(shortcuts, s.empty)
+			}
+		}
+		m := overlayMount{lowers: lowers, legacyShortcuts: shortcuts, target: st.merged(), userxattr: inUserNamespace(), readOnly: true}
+		if err := mountOverlay(m); err != nil {
+			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+		}
+		st.mounted = true
+	}
+	st.snap.Dir = st.merged()
+	ok = true
+	snap := st.snap
+	return &snap, nil
+}
+
+// reserve claims key in the Store's table.
+func (s *Store) reserve(key string, st *snapState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("snapshot: %q: store is closed", key)
+	}
+	if _, ok := s.snaps[key]; ok {
+		return fmt.Errorf("snapshot: %q: key already in use", key)
+	}
+	s.snaps[key] = st
+	return nil
+}
+
+// release forgets key (after a failed Prepare or View).
+func (s *Store) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snaps != nil {
+		delete(s.snaps, key)
+	}
+}
+
+// readOnlyAttr is the fsmount attribute of a view.
+func readOnlyAttr(ro bool) int {
+	if ro {
+		return unix.MOUNT_ATTR_RDONLY
+	}
+	return 0
+}
