@@ -51,9 +51,9 @@ type Mount struct {
 	Source    string
 	Target    string
 	ReadOnly  bool
-	SizeLimit int64  // tmpfs size=
-	ID        string // cache and secret id=
-	Sharing   string // cache sharing=: shared, private, locked
+	SizeLimit int64   // tmpfs size=
+	ID        string  // cache and secret id=
+	Sharing   string  // cache sharing=: shared, private, locked
 	Required  bool    // secret required=
 	Env       *string // secret env=: the variable to set; nil for none
 	Mode      *uint32

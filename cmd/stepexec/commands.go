@@ -24,8 +24,8 @@ import (
 // buildFlags are docker build's flags that stepexec takes.
 type buildFlags struct {
 	tags, outputs, buildArgs, argFiles, secrets, labels []string
-	file, progress, target, iidfile, platform            string
-	quiet                                                bool
+	file, progress, target, iidfile, platform           string
+	quiet                                               bool
 }
 
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
