@@ -156,8 +156,8 @@ func applyArg(req Request, st State, c *dockerfile.Arg) (State, error) {
 		default:
 			val, has = g.MetaArgs.Get(a.Key)
 		}
+		st = st.withArg(a.Key, val, has)
 		if has {
-			st = st.withArg(a.Key, val)
 			parts = append(parts, a.Key+"="+val)
 		} else {
 			parts = append(parts, a.Key)

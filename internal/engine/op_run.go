@@ -103,16 +103,16 @@ func runCommandString(args []string, st State) string {
 	var parts []string
 	seen := map[string]int{}
 	for _, a := range st.args {
-		v, ok := st.RunEnv().Get(a.Key)
+		v, ok := st.RunEnv().Get(a.key)
 		if !ok {
-			v = a.Value
+			v = a.value
 		}
-		if i, ok := seen[a.Key]; ok {
-			parts[i] = a.Key + "=" + v
+		if i, ok := seen[a.key]; ok {
+			parts[i] = a.key + "=" + v
 			continue
 		}
-		seen[a.Key] = len(parts)
-		parts = append(parts, a.Key+"="+v)
+		seen[a.key] = len(parts)
+		parts = append(parts, a.key+"="+v)
 	}
 	if len(parts) > 0 {
 		parts = append([]string{"|" + strconv.Itoa(len(parts))}, parts...)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
 )
@@ -109,11 +111,8 @@ func plan(ctx context.Context, req Request, deps Deps) ([]*stagePlan, error) {
 		}
 		plans = append(plans, p)
 	}
-	if len(errs) > 0 {
+	if err := dryRun(ctx, req, plans, &errs); len(errs) > 0 || err != nil {
 		return nil, errs.join()
-	}
-	if err := dryRun(ctx, req, plans); err != nil {
-		return nil, err
 	}
 	return plans, nil
 }
@@ -158,10 +157,12 @@ func imageRefs(steps []dockerfile.Step) []imageRef {
 // dryRun walks each planned stage's steps through their config effects,
 // expanding and checking each instruction, so that an invalid --chmod, a
 // missing COPY source or a bad mount fails the build before any step.
-func dryRun(ctx context.Context, req Request, plans []*stagePlan) error {
+func dryRun(ctx context.Context, req Request, plans []*stagePlan, errs *planErrors) error {
 	finals := map[*dockerfile.Stage]State{}
-	var errs planErrors
 	for _, p := range plans {
+		if p.failed(finals) {
+			continue // its base is missing: already reported
+		}
 		st := p.startState(finals)
 		for _, step := range p.steps {
 			next, err := dryStep(ctx, req, p, st, step)
@@ -173,19 +174,36 @@ func dryRun(ctx context.Context, req Request, plans []*stagePlan) error {
 		}
 		finals[p.stage] = st
 	}
-	return errs.join()
+	return ctx.Err()
+}
+
+// failed reports whether the stage cannot be planned: its base image was
+// not found, or its base stage could not be planned.
+func (p *stagePlan) failed(finals map[*dockerfile.Stage]State) bool {
+	if p.stage.Base != nil {
+		_, ok := finals[p.stage.Base]
+		return !ok
+	}
+	return !p.stage.IsScratch() && p.base == nil
 }
 
 // startState is the state a stage starts from, given the final states of
-// earlier stages (dry or real).
+// earlier stages (dry or real). The base's ONBUILD triggers are consumed
+// (they run as the stage's first steps), so the image does not keep them.
 func (p *stagePlan) startState(finals map[*dockerfile.Stage]State) State {
+	var st State
 	switch {
 	case p.stage.Base != nil:
-		return fromStage(finals[p.stage.Base])
+		st = fromStage(finals[p.stage.Base])
 	case p.base != nil:
-		return newState(p.base.Config, p.base.Layers)
+		st = newState(p.base.Config, p.base.Layers)
+	default:
+		st = scratchState()
 	}
-	return scratchState()
+	if len(st.cfg.Config.OnBuild) > 0 {
+		st = st.withConfig(func(c *dockerspec.DockerOCIImageConfig) { c.OnBuild = nil })
+	}
+	return st
 }
 
 // dryStep is one step's config effect and checks, without running it.

@@ -74,26 +74,25 @@ func (b *build) from(ctx context.Context, p *stagePlan, v Vertex) (State, error)
 		text += " AS " + p.stage.Name
 	}
 	ev(Event{Kind: StepStarted, Text: text})
-	var st State
+	finals := map[*dockerfile.Stage]State{}
 	switch {
 	case p.stage.Base != nil:
 		base, err := b.wait(ctx, p.stage.Base)
 		if err != nil {
 			return State{}, err
 		}
-		st = fromStage(base)
+		finals[p.stage.Base] = base
 		ev(Event{Kind: BaseResolved, Name: "stage " + p.stage.Base.DisplayName()})
 	case p.base != nil:
-		st = newState(p.base.Config, p.base.Layers)
 		name := p.base.Name
 		if name == "" {
 			name = p.stage.BaseName
 		}
 		ev(Event{Kind: BaseResolved, Name: name, Digest: "sha256:" + p.base.ID})
 	default:
-		st = scratchState()
 		ev(Event{Kind: BaseResolved, Name: "scratch"})
 	}
+	st := p.startState(finals)
 	ev(Event{Kind: StepDone, Duration: time.Since(start)})
 	return st, nil
 }

@@ -30,9 +30,15 @@ type State struct {
 	runEnv  *dockerfile.Vars          // ENV and ARG values: what expansion and RUN see
 	labels  *dockerfile.Vars
 	history *historyEntry
-	layers  []image.Layer         // base first; appended only through withLayer
-	args    []dockerfile.KeyValue // the stage's ARGs with values, in order (RUN's history)
-	cmdSet  bool                  // CMD given in this stage: ENTRYPOINT keeps it
+	layers  []image.Layer // base first; appended only through withLayer
+	args    []stageArg    // the stage's ARG declarations, in order (RUN's history)
+	cmdSet  bool          // CMD given in this stage: ENTRYPOINT keeps it
+}
+
+// stageArg is an ARG declaration of the stage; has says it got a value.
+type stageArg struct {
+	key, value string
+	has        bool
 }
 
 type historyEntry struct {
@@ -147,10 +153,13 @@ func (s State) withEnv(k, v string) State {
 	return s
 }
 
-// withArg sets an ARG's value for later steps (not in the image).
-func (s State) withArg(k, v string) State {
-	s.runEnv = s.runEnv.With(k, v)
-	s.args = append(slices.Clip(s.args), dockerfile.KeyValue{Key: k, Value: v})
+// withArg declares an ARG; when has, its value is set for later steps (not
+// in the image).
+func (s State) withArg(k, v string, has bool) State {
+	if has {
+		s.runEnv = s.runEnv.With(k, v)
+	}
+	s.args = append(slices.Clip(s.args), stageArg{key: k, value: v, has: has})
 	return s
 }
 
