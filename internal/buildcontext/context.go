@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/moby/patternmatcher"
@@ -44,7 +45,7 @@ type Context struct {
 	Dir string
 
 	dockerfile Dockerfile
-	ignore     *patternmatcher.PatternMatcher
+	ignore     []string // the ignore file's patterns, checked by patternmatcher.New
 	ignoreFile string
 	tmp        string // the temporary directory Close removes; "" for OpenDir
 }
@@ -180,28 +181,39 @@ func readOptional(open opener, p, name string) ([]byte, bool, error) {
 
 // parseIgnore applies docker's ignore-file rules (comments, "!"
 // exceptions, "**", a leading "/" meaning the context root) through the
-// reader and matcher docker itself uses. No patterns gives nil.
-func parseIgnore(data []byte, name string) (*patternmatcher.PatternMatcher, error) {
+// reader and matcher docker itself uses, and returns the patterns.
+func parseIgnore(data []byte, name string) ([]string, error) {
 	patterns, err := ignorefile.ReadAll(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(patterns) == 0 {
-		return nil, nil
-	}
-	pm, err := patternmatcher.New(patterns)
-	if err != nil {
+	if _, err := patternmatcher.New(patterns); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return pm, nil
+	return patterns, nil
 }
 
 // Dockerfile returns the Dockerfile read when the context was opened.
 func (c *Context) Dockerfile() Dockerfile { return c.dockerfile }
 
 // Ignore returns the context's .dockerignore rules, nil when there are
-// none. Paths given to it are relative to Dir, slash-separated.
-func (c *Context) Ignore() *patternmatcher.PatternMatcher { return c.ignore }
+// none. Paths given to it are relative to Dir, slash-separated. Each call
+// returns a new matcher: a PatternMatcher compiles its patterns lazily and
+// is not safe for concurrent use, and stages may copy concurrently.
+func (c *Context) Ignore() *patternmatcher.PatternMatcher {
+	if len(c.ignore) == 0 {
+		return nil
+	}
+	pm, err := patternmatcher.New(c.ignore)
+	if err != nil {
+		panic(fmt.Sprintf("buildcontext: patterns checked at open fail now: %v", err))
+	}
+	return pm
+}
+
+// IgnorePatterns returns the ignore file's patterns as docker reads them
+// (e.g. for fsutil-style walkers or a cache key); nil when there are none.
+func (c *Context) IgnorePatterns() []string { return slices.Clone(c.ignore) }
 
 // IgnoreFile names the ignore file the rules came from ("" when none), for
 // messages.

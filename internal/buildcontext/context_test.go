@@ -354,3 +354,29 @@ func TestContextFilesResolvedInside(t *testing.T) {
 		t.Errorf("Dockerfile %q, secret ignored %v: want the in-context targets", c.Dockerfile().Data, ignored(t, c, "secret"))
 	}
 }
+
+// TestIgnoreConcurrentUse: stages copy concurrently, and a PatternMatcher
+// compiles lazily; each Ignore call is its own matcher (go test -race).
+func TestIgnoreConcurrentUse(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\n", ".dockerignore": "/a/**/*.o\n!keep*\n"})
+	c, err := OpenDir(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.IgnorePatterns(), " "); got != "a/**/*.o !keep*" {
+		t.Errorf("IgnorePatterns() = %q", got)
+	}
+	done := make(chan bool)
+	for range 4 {
+		go func() {
+			m, err := c.Ignore().MatchesOrParentMatches("a/b/c.o")
+			done <- m && err == nil
+		}()
+	}
+	for range 4 {
+		if !<-done {
+			t.Error("a/b/c.o not excluded")
+		}
+	}
+}
