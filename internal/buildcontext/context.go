@@ -6,6 +6,7 @@ package buildcontext
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -245,4 +246,31 @@ func removeTree(dir string) error {
 		return fmt.Errorf("remove build context %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Open opens the context the CLI's argument names, as `docker build ARG`
+// does: "-" is OpenTar of opts.Stdin, an existing path OpenDir; a URL or
+// git remote that is not a local path is refused (not supported yet).
+func Open(ctx context.Context, arg, tmp string, opts Options) (*Context, error) {
+	if arg == "-" {
+		if opts.Stdin == nil {
+			return nil, errors.New("build context -: no standard input to read it from")
+		}
+		return OpenTar(ctx, opts.Stdin, tmp, opts)
+	}
+	if _, err := os.Lstat(arg); err != nil && isRemote(arg) {
+		return nil, fmt.Errorf("build context %s: remote contexts (URLs, git repositories) are not supported; download or clone it and pass the directory", arg)
+	}
+	return OpenDir(arg, opts)
+}
+
+// isRemote reports whether a context argument looks like what docker
+// fetches instead of reading a directory.
+func isRemote(arg string) bool {
+	for _, prefix := range []string{"http://", "https://", "git://", "git@", "github.com/"} {
+		if strings.HasPrefix(arg, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package buildcontext
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -378,5 +379,35 @@ func TestIgnoreConcurrentUse(t *testing.T) {
 		if !<-done {
 			t.Error("a/b/c.o not excluded")
 		}
+	}
+}
+
+func TestOpenPicksTheKind(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM dir\n"})
+	cases := []struct {
+		arg, stdin, want, wantErr string
+	}{
+		{dir, "", "FROM dir\n", ""},
+		{"-", "FROM stdin\n", "FROM stdin\n", ""},
+		{"https://github.com/o/r.git", "", "", "remote contexts"},
+		{"git@github.com:o/r.git", "", "", "remote contexts"},
+		{filepath.Join(dir, "missing"), "", "", "no such directory"},
+	}
+	for _, tc := range cases {
+		c, err := Open(context.Background(), tc.arg, t.TempDir(), Options{Stdin: strings.NewReader(tc.stdin)})
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Open(%s) err = %v, want %q", tc.arg, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(c.Dockerfile().Data) != tc.want {
+			t.Errorf("Open(%s) Dockerfile %q, want %q", tc.arg, c.Dockerfile().Data, tc.want)
+		}
+		c.Close()
 	}
 }

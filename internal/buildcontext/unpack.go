@@ -88,7 +88,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
-	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		return errors.New("device nodes and FIFOs cannot be part of a build context")
 	default:
@@ -97,6 +97,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	rel, err := cleanRel(hdr.Name)
 	if err != nil {
 		return err
+	}
+	if hdr.Typeflag == tar.TypeSymlink && escapes(rel, hdr.Linkname) {
+		return fmt.Errorf("symlink to %q points outside the build context", hdr.Linkname)
 	}
 	if rel == "." {
 		if hdr.Typeflag != tar.TypeDir {
@@ -130,14 +133,11 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		u.dirs = append(u.dirs, dirMeta{hdr.Name, rel, uint32(hdr.Mode) & 0o7777, hdr.AccessTime, hdr.ModTime})
 		return nil
-	case tar.TypeReg:
+	case tar.TypeReg, tar.TypeGNUSparse: // the reader fills a sparse file's holes
 		if err := u.writeFile(pfd, base, hdr, r); err != nil {
 			return err
 		}
 	case tar.TypeSymlink:
-		if escapes(rel, hdr.Linkname) {
-			return fmt.Errorf("symlink to %q points outside the build context", hdr.Linkname)
-		}
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
 			return fmt.Errorf("symlink: %w", err)
 		}
