@@ -1,27 +1,16 @@
 package stepexec
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/moby/patternmatcher"
-	"github.com/moby/patternmatcher/ignorefile"
-	"golang.org/x/sys/unix"
 
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/buildcontext"
 	"github.com/stepexec/stepexec/internal/engine"
 	"github.com/stepexec/stepexec/snapshot"
 )
-
-const oNonblock = unix.O_NONBLOCK
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // engineDeps connects the engine to the builder's store, runtime and
 // images, with a tracker of the layers this build adds.
@@ -120,47 +109,8 @@ func (a storeImages) Resolve(_ context.Context, ref string) (engine.Base, error)
 	return resolvedBase(img, name, layers), nil
 }
 
-// dirContext is a build context directory with its .dockerignore.
-type dirContext struct {
-	dir    string
-	ignore *patternmatcher.PatternMatcher
-}
+// contextSource is the engine's view of an opened build context.
+type contextSource struct{ c *buildcontext.Context }
 
-func (c *dirContext) Dir() string                            { return c.dir }
-func (c *dirContext) Ignore() *patternmatcher.PatternMatcher { return c.ignore }
-
-// openContext opens a context directory: its .dockerignore, or the
-// Dockerfile's own NAME.dockerignore beside it, which wins as in BuildKit.
-func openContext(dir, dockerfilePath string) (*dirContext, error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("build context %s: %w", dir, err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("build context %s is not a directory", dir)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	c := &dirContext{dir: abs}
-	for _, p := range []string{dockerfilePath + ".dockerignore", filepath.Join(dir, ".dockerignore")} {
-		f, err := openRegular(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", p, err)
-		}
-		patterns, err := ignorefile.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", p, err)
-		}
-		if c.ignore, err = patternmatcher.New(patterns); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		break
-	}
-	return c, nil
-}
+func (c contextSource) Dir() string                            { return c.c.Dir }
+func (c contextSource) Ignore() *patternmatcher.PatternMatcher { return c.c.Ignore() }

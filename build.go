@@ -1,29 +1,28 @@
 package stepexec
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/buildcontext"
 	"github.com/stepexec/stepexec/internal/engine"
 )
 
 // BuildOptions says what to build and where the image goes.
 type BuildOptions struct {
-	// ContextDir is the build context (a directory).
+	// ContextDir is the build context: a directory, or "-" for a tar
+	// stream (or a lone Dockerfile) read from Stdin, as `docker build -`.
 	ContextDir string
-	// Dockerfile is the Dockerfile's path; default ContextDir/Dockerfile.
-	// It may lie outside the context.
+	// Dockerfile is the Dockerfile's path, "-" to read it from Stdin;
+	// default ContextDir/Dockerfile. It may lie outside the context.
 	Dockerfile string
-	// DockerfileData, when set, is the Dockerfile itself (read from stdin,
-	// say); Dockerfile then only names it in messages.
-	DockerfileData []byte
+	// Stdin is what "-" reads.
+	Stdin io.Reader
 	// Target names the stage to build; default the last.
 	Target string
 	// BuildArgs are --build-arg values.
@@ -53,21 +52,17 @@ type StepError = engine.StepError
 // failure, including cancellation of ctx, it leaves no snapshot and no
 // process, and removes the layers it made that nothing else uses.
 func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, error) {
-	file := opts.Dockerfile
-	if file == "" {
-		file = filepath.Join(opts.ContextDir, "Dockerfile")
-	}
-	bctx, err := openContext(opts.ContextDir, file)
+	tmp, err := b.store.ScratchDir()
 	if err != nil {
 		return image.Image{}, err
 	}
-	data := opts.DockerfileData
-	if data == nil {
-		if data, err = readRegular(file, "Dockerfile"); err != nil {
-			return image.Image{}, err
-		}
+	bctx, err := buildcontext.Open(ctx, opts.ContextDir, tmp, buildcontext.Options{DockerfilePath: opts.Dockerfile, Stdin: opts.Stdin})
+	if err != nil {
+		return image.Image{}, err
 	}
-	graph, err := dockerfile.Parse(bytesReader(data), file, dockerfile.ParseOptions{Target: opts.Target, BuildArgs: opts.BuildArgs})
+	defer bctx.Close()
+	df := bctx.Dockerfile()
+	graph, err := dockerfile.Parse(bytes.NewReader(df.Data), df.Name, dockerfile.ParseOptions{Target: opts.Target, BuildArgs: opts.BuildArgs})
 	if err != nil {
 		return image.Image{}, err
 	}
@@ -88,7 +83,7 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, er
 	if err != nil {
 		return image.Image{}, err
 	}
-	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: bctx, Secrets: opts.Secrets,
+	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
 		Parallel: opts.Parallel, Progress: progress}, deps)
 	if err != nil {
 		tracker.dropMade()
@@ -162,36 +157,3 @@ func resolvedBase(img image.Image, name string, layers []image.Layer) engine.Bas
 	return engine.Base{Name: name, ID: img.ID, Config: img.Config, Layers: layers}
 }
 
-// readRegular reads a file stepexec was given, refusing anything but a
-// regular file without blocking on it (a FIFO named Dockerfile).
-func readRegular(path, what string) ([]byte, error) {
-	f, err := openRegular(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", what, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s %s: %w", what, path, err)
-	}
-	return data, nil
-}
-
-var errNotRegular = errors.New("not a regular file")
-
-func openRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|oNonblock, 0)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w (%s)", path, errNotRegular, st.Mode().Type())
-	}
-	return f, nil
-}

@@ -38,15 +38,10 @@ func (bf *buildFlags) options(contextDir string, stdin io.Reader) (stepexec.Buil
 	if opts.Labels, err = keyValues("--label", bf.labels); err != nil {
 		return opts, "", err
 	}
-	if bf.file == "-" {
-		if contextDir == "-" {
-			return opts, "", fmt.Errorf("-f - and a context of - both read stdin: give the context as a directory")
-		}
-		if opts.DockerfileData, err = io.ReadAll(stdin); err != nil {
-			return opts, "", fmt.Errorf("reading the Dockerfile from stdin: %w", err)
-		}
-		opts.Dockerfile = "Dockerfile (stdin)"
+	if bf.file == "-" && contextDir == "-" {
+		return opts, "", fmt.Errorf("-f - and a context of - both read stdin: give the context as a directory")
 	}
+	opts.Stdin = stdin
 	return opts, mode, nil
 }
 

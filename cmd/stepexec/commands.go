@@ -41,7 +41,7 @@ same time. The image ID is printed on stdout when the build succeeds.`,
   stepexec build -f docker/Dockerfile --target test --build-arg VERSION=1.2 .
   stepexec build --secret id=npmrc,src=$HOME/.npmrc -t web .
   stepexec build -f - . < Dockerfile`,
-		Args: exactArgs(1, "build needs one build context directory, e.g. `stepexec build -t app .`"),
+		Args: exactArgs(1, "build needs one build context (a directory, or - for a tar stream on stdin), e.g. `stepexec build -t app .`"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, mode, err := bf.options(args[0], os.Stdin)
 			if err != nil {

@@ -249,11 +249,11 @@ func (r *stepRun) fetchAll(ctx context.Context, dir string, urls []string, check
 		if checksum != "" {
 			want = digest.Digest(checksum)
 		}
-		p, err := fetch.Fetch(ctx, u, want, sub)
+		res, err := fetch.Fetch(ctx, u, want, sub)
 		if err != nil {
 			return nil, err
 		}
-		rel, err := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(dir, res.Path)
 		if err != nil {
 			return nil, err
 		}
