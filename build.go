@@ -156,4 +156,3 @@ func normalizeTags(tags []string) ([]string, error) {
 func resolvedBase(img image.Image, name string, layers []image.Layer) engine.Base {
 	return engine.Base{Name: name, ID: img.ID, Config: img.Config, Layers: layers}
 }
-
