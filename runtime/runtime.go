@@ -8,6 +8,8 @@
 //     destroyed. Nothing of it survives Run: no process (the step's process
 //     is pid 1 of its own pid namespace, so its exit kills the rest), no
 //     libcontainer state, no cgroup, and no mountpoint stub in the rootfs.
+//     Should the builder die mid-step, even by SIGKILL, the step's
+//     processes die with it (see watcher.go).
 //
 // Every step gets new user (id map from userns.NestedIDMaps: the identity
 // over stepexec's outer namespace, or, as real root, ids 0..65535 shifted
@@ -32,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -53,7 +56,15 @@ import (
 // running binary as "/proc/self/exe init".
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// This is a step's pid 1, child of the builder (see watcher.go).
+		// libcontainer reads this signal before it changes credentials and
+		// restores it right before the exec; the round trips with the
+		// builder in between fail if the builder died before this point.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 		libcontainer.Init() // never returns
+	}
+	if len(os.Args) > 0 && os.Args[0] == watcherArg0 {
+		os.Exit(runWatcher())
 	}
 }
 
@@ -106,8 +117,9 @@ type Runtime struct {
 	realRoot   bool
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
 
-	mu     sync.Mutex
-	active int // real-root steps between config and teardown
+	mu      sync.Mutex
+	active  int // real-root steps between config and teardown
+	watcher watcher
 }
 
 // New prepares a Runtime: creates its state dir and reads the id maps the
@@ -150,8 +162,9 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
-// Close removes the state dir.
+// Close stops the step watcher and removes the state dir.
 func (r *Runtime) Close() error {
+	r.watcher.close()
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		return fmt.Errorf("runtime: removing state dir: %w", err)
 	}
@@ -177,6 +190,10 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	if spec.Hostname == "" {
 		spec.Hostname = randomHostname()
 	}
+	// The step's pid 1 gets SIGKILL when the thread that forks it ends:
+	// keep that thread until the step is over.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
 	start := time.Now()
 	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID)}
 	defer func() {
@@ -221,10 +238,20 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 		Init:             true,
 		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
 	}
-	if err := c.Run(p); err != nil {
+	if err := c.Start(p); err != nil {
 		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
 	}
 	st.process = p
+	pid, err := p.Pid()
+	if err != nil {
+		return res, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+	}
+	if err := r.watcher.watch(pid, r.stateDir); err != nil {
+		return res, err
+	}
+	if err := c.Exec(); err != nil {
+		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
+	}
 	running := time.Now()
 	res.Setup = running.Sub(start)
 	if spec.OnStart != nil {
