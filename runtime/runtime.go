@@ -153,6 +153,9 @@ func New(opts Options) (*Runtime, error) {
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
 		seccomp:    sc,
 	}
+	if r.realRoot {
+		removeStaleCgroups()
+	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			os.RemoveAll(dir)
