@@ -29,7 +29,9 @@ type killCase struct {
 const running = "step-now-running"
 
 var killCases = []killCase{
-	{name: "starter", run: "printf 'step-now-%s\\n' running; sleep 4 & sleep 4; echo " + stepMarker, tagWait: 10 * time.Second},
+	// The step outlasts the 3 s allowed for the build's processes to go,
+	// and a build that survived would tag its image 4 s after the kill.
+	{name: "starter", run: "printf 'step-now-%s\\n' running; sleep 4 & sleep 4; echo " + stepMarker, tagWait: 7 * time.Second},
 	{name: "group", group: true, run: "printf 'step-now-%s\\n' running; sleep 600 & sleep 600; echo " + stepMarker},
 	// su turns the step's pid 1 into nobody, and a change of credentials
 	// clears the kernel's parent-death signal: the step must die anyway.
@@ -63,12 +65,12 @@ func TestKilledBuildLeavesNothing(t *testing.T) {
 }
 
 // killDuringRun builds a Dockerfile whose last RUN is c.run, kills the
-// build once that step's sandbox is up and checks what is left.
+// build once that step runs and checks what is left.
 func killDuringRun(t *testing.T, a *account, c killCase, global ...string) {
 	tag := "killed-" + c.name
 	ctxDir := a.writeContext(t, "kill-"+c.name, "FROM alpine\nRUN echo made > /made\nRUN "+c.run+"\n")
 	b := startBuild(t, a, c.group, append(global, "build", "--progress=plain", "-t", tag, ctxDir)...)
-	t.Cleanup(func() { killLeftovers(a, t) })
+	t.Cleanup(func() { killLeftovers(t, a) })
 	b.waitFor(t, running)
 
 	pid := b.cmd.Process.Pid
@@ -182,7 +184,7 @@ func waitNoProcesses(t *testing.T, a *account, d time.Duration) []string {
 
 // killLeftovers SIGKILLs what a failed check left, so that later tests do
 // not count it (a step's pid 1 takes its whole pid namespace along).
-func killLeftovers(a *account, t *testing.T) {
+func killLeftovers(t *testing.T, a *account) {
 	for _, p := range a.processes(t) {
 		if pid, err := strconv.Atoi(strings.SplitN(p, ":", 2)[0]); err == nil {
 			syscall.Kill(pid, syscall.SIGKILL)
