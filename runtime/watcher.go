@@ -42,25 +42,35 @@ type watcher struct {
 
 // watch hands the process pid (a step's pid 1, not yet waited for, so the
 // pid cannot be reused meanwhile) to the watcher, starting it first if
-// needed. tag goes on the watcher's command line, to tell whose it is.
+// needed, or again if it died (someone killed it). tag goes on the
+// watcher's command line, to tell whose it is.
 func (w *watcher) watch(pid int, tag string) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cmd == nil {
-		if err := w.start(tag); err != nil {
-			return fmt.Errorf("runtime: starting the step watcher: %w", err)
-		}
-	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("runtime: pidfd of step process %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	err = unix.Sendmsg(w.sock, []byte{0}, unix.UnixRights(pidfd), nil, unix.MSG_NOSIGNAL)
-	if err != nil {
-		return fmt.Errorf("runtime: handing step process %d to the step watcher (did it die?): %w", pid, err)
+	msg := unix.UnixRights(pidfd)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for try := 0; ; try++ {
+		if w.cmd == nil {
+			if err := w.start(tag); err != nil {
+				return fmt.Errorf("runtime: starting the step watcher: %w", err)
+			}
+		}
+		err = unix.Sendmsg(w.sock, []byte{0}, msg, nil, unix.MSG_NOSIGNAL)
+		if err == nil {
+			return nil
+		}
+		// Only a dead watcher is replaced: closing a live one's socket
+		// would make it kill the other steps it watches.
+		dead := errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET)
+		if !dead || try == 1 {
+			return fmt.Errorf("runtime: handing step process %d to the step watcher: %w", pid, err)
+		}
+		w.stop()
 	}
-	return nil
 }
 
 func (w *watcher) start(tag string) error {
@@ -89,6 +99,10 @@ func (w *watcher) start(tag string) error {
 func (w *watcher) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.stop()
+}
+
+func (w *watcher) stop() {
 	if w.cmd == nil {
 		return
 	}

@@ -52,3 +52,30 @@ func TestWatcherKillsWhenBuilderDies(t *testing.T) {
 		t.Errorf("the watcher: %v", err)
 	}
 }
+
+// TestWatcherRestarted kills the watcher: the next step handed over starts
+// a new one, which does the job.
+func TestWatcherRestarted(t *testing.T) {
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	var w watcher
+	if err := w.watch(victim.Process.Pid, t.Name()); err != nil {
+		t.Fatal(err)
+	}
+	first := w.cmd.Process.Pid
+	w.cmd.Process.Kill()
+	w.cmd.Process.Wait() // reaped here, so the retry's Wait returns at once
+	if err := w.watch(victim.Process.Pid, t.Name()); err != nil {
+		t.Fatalf("after the watcher died: %v", err)
+	}
+	if w.cmd.Process.Pid == first {
+		t.Fatal("the dead watcher was not replaced")
+	}
+	w.close()
+	if err := victim.Wait(); err == nil {
+		t.Error("the new watcher did not kill the watched process")
+	}
+}
