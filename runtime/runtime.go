@@ -220,40 +220,9 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	}
 	st.container = c
 
-	user := spec.User
-	groups := make([]int, len(user.AdditionalGIDs))
-	for i, g := range user.AdditionalGIDs {
-		groups[i] = int(g)
-	}
-	cwd := spec.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	p := &libcontainer.Process{
-		Args:             spec.Args,
-		Env:              spec.Env,
-		Cwd:              cwd,
-		UID:              int(user.UID),
-		GID:              int(user.GID),
-		AdditionalGroups: groups,
-		Stdout:           spec.Stdout,
-		Stderr:           spec.Stderr,
-		Init:             true,
-		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
-	}
-	if err := c.Start(p); err != nil {
-		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
-	}
-	st.process = p
-	pid, err := p.Pid()
+	p, err := st.start()
 	if err != nil {
-		return res, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
-	}
-	if err := r.watcher.watch(pid, r.stateDir); err != nil {
 		return res, err
-	}
-	if err := c.Exec(); err != nil {
-		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
 	}
 	running := time.Now()
 	res.Setup = running.Sub(start)
@@ -283,6 +252,48 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	}
 	res.ExitCode = exitCode(w.ps)
 	return res, nil
+}
+
+// start starts the step's process in its container, and hands its pid 1 to
+// the watcher before letting it exec the command.
+func (s *step) start() (*libcontainer.Process, error) {
+	spec := s.spec
+	user := spec.User
+	groups := make([]int, len(user.AdditionalGIDs))
+	for i, g := range user.AdditionalGIDs {
+		groups[i] = int(g)
+	}
+	cwd := spec.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	p := &libcontainer.Process{
+		Args:             spec.Args,
+		Env:              spec.Env,
+		Cwd:              cwd,
+		UID:              int(user.UID),
+		GID:              int(user.GID),
+		AdditionalGroups: groups,
+		Stdout:           spec.Stdout,
+		Stderr:           spec.Stderr,
+		Init:             true,
+		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
+	}
+	if err := s.container.Start(p); err != nil {
+		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
+	}
+	s.process = p
+	pid, err := p.Pid()
+	if err != nil {
+		return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+	}
+	if err := s.r.watcher.watch(pid, s.r.stateDir); err != nil {
+		return nil, err
+	}
+	if err := s.container.Exec(); err != nil {
+		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
+	}
+	return p, nil
 }
 
 type waitResult struct {
