@@ -6,11 +6,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/stepexec/stepexec/internal/testenv"
 )
 
 // ATTACKS.md is the probe table with what each mode observed. TestAttacks
-// regenerates it with -update and otherwise fails when a run observed
-// something else; TestAttacksDocMatchesTable, which needs no privileges,
+// regenerates it with -update and otherwise fails (in CI,
+// STEPEXEC_REQUIRE_ALL=1) when a run observed something else;
+// TestAttacksDocMatchesTable, which needs no privileges,
 // fails when the table changed without the file being regenerated.
 
 var update = flag.Bool("update", false, "rewrite ATTACKS.md from this run's results")
@@ -36,7 +39,8 @@ nothing of the build may be left: processes, mounts, snapshots, temp dirs,
 layers.
 
 This file is generated: ` + "`go test ./integration -run TestAttacks -update`" + ` as root.
-A run that observes something else fails until it is regenerated.
+A CI run (STEPEXEC_REQUIRE_ALL=1) that observes something else fails until it
+is regenerated; TestAttacksDocMatchesTable fails when the table changed.
 
 `
 
@@ -152,9 +156,17 @@ func syncAttacksDoc(t *testing.T, observed map[string]map[string]outcome) {
 		}
 		return
 	}
-	if got := readAttacksDoc(t); got != want {
-		t.Errorf("%s differs from this run:\n%s\nregenerate it: go test ./integration -run TestAttacks -update (as root)", attacksDoc, lineDiff(got, want))
+	got := readAttacksDoc(t)
+	if got == want {
+		return
 	}
+	// Another kernel may refuse with other errnos (a failed probe fails its
+	// own row): only CI, on the machine the file is made on, insists.
+	report := t.Logf
+	if testenv.RequireAll() {
+		report = t.Errorf
+	}
+	report("%s differs from this run:\n%s\nregenerate it: go test ./integration -run TestAttacks -update (as root)", attacksDoc, lineDiff(got, want))
 }
 
 // lineDiff lists the lines of want that got lacks and the other way round.
