@@ -153,7 +153,7 @@ func runInSteps(t *testing.T, e *attackEnv, base, tag string, rows []probe) map[
 	start := time.Now()
 	r := runCmd(t, cmd)
 	if took := time.Since(start); r.code != 0 || took > 2*time.Minute {
-		t.Errorf("the attack build (%d steps) took %v: %s", len(inRun)+1, took.Round(time.Millisecond), r)
+		t.Errorf("the attack build (%d steps, %v; want success within 2m): %s", len(inRun)+1, took.Round(time.Millisecond), r)
 	}
 	verdicts := parseVerdicts(r.stdout+r.stderr, stepOf)
 	got := map[string]outcome{}
