@@ -357,14 +357,17 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 		}
 	}
 	if err != nil {
+		// The snapshot's space first: on a full disk, deleting what the
+		// store made of the layer needs a little (destroy is idempotent).
+		_ = st.destroy()
 		if _, lerr := s.store.Layer(id); lerr == nil {
-			_ = s.store.DeleteLayer(id)
+			_ = s.deleteStoreLayer(id)
 		}
 		s.dropLayerLinks(id)
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: storing layer %s on parent %q: %w", key, id, st.snap.Parent, err)
 	}
 	if sl.UncompressedDigest != rec.diffID || sl.UncompressedSize != rec.size {
-		_ = s.store.DeleteLayer(id)
+		_ = s.deleteStoreLayer(id)
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: store recorded digest %s size %d for layer %s, the differ wrote %s size %d", key, sl.UncompressedDigest, sl.UncompressedSize, id, rec.diffID, rec.size)
 	}
 	c.Layer = toLayer(sl)
