@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stepexec/stepexec/internal/testenv"
 )
@@ -21,7 +22,9 @@ import (
 // given back K, so that the record fits and containers/storage's creation
 // of the layer fails at one of its first steps (which one depends on K).
 // Each time the build must fail naming the Dockerfile line and ENOSPC,
-// leave nothing behind, and the store must take the next build.
+// leave nothing behind (the build's earlier layer included: deleting it
+// needs space the kernel gives back only a moment after the failed step),
+// get the space back, and the store must take the next build.
 func TestDiskFull(t *testing.T) {
 	testenv.Need(t, os.Getuid() == 0, "root, to mount a tmpfs for the store")
 	type diskCase struct {
@@ -53,7 +56,7 @@ func TestDiskFull(t *testing.T) {
 		a.mustRun(t, "rmi", "warm")
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				files := storeFiles(t, a)
+				files, space := storeFiles(t, a), freeSpace(t, a.root)
 				ctxDir := a.writeContext(t, "full-"+c.name, "FROM alpine\nRUN echo first > /first\nRUN "+c.run+"\nRUN echo never > /never\n")
 				r := a.run(t, "build", "--progress=plain", "-t", "full", ctxDir)
 				if r.code == 0 {
@@ -76,7 +79,7 @@ func TestDiskFull(t *testing.T) {
 				if added, removed := diffSets(files, storeFiles(t, a)); len(added)+len(removed) > 0 {
 					t.Errorf("after the next command the store's files still differ:\nadded %v\nremoved %v", added, removed)
 				}
-				// The space is back: the next build works.
+				waitForSpace(t, a.root, space)
 				ok := a.writeContext(t, "after-"+c.name, "FROM alpine\nRUN echo ok > /ok\n")
 				a.mustRun(t, "build", "-t", "after", ok)
 				a.mustRun(t, "rmi", "after")
@@ -129,6 +132,38 @@ func mountStoreTmpfs(t *testing.T, a *account, opts string) {
 		t.Fatal(err)
 	}
 	a.root = filepath.Join(dir, "store")
+}
+
+// space is what a filesystem has free.
+type space struct{ bytes, inodes uint64 }
+
+func freeSpace(t *testing.T, dir string) space {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return space{st.Bavail * uint64(st.Bsize), st.Ffree}
+}
+
+// waitForSpace waits until dir's filesystem has about as much free as
+// before (the kernel gives a removed snapshot's space back a moment
+// later, not at once) and fails the test if it never does.
+func waitForSpace(t *testing.T, dir string, before space) {
+	t.Helper()
+	const slackBytes, slackInodes = 256 << 10, 16 // lock files, metadata rewritten
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now := freeSpace(t, dir)
+		if now.bytes+slackBytes >= before.bytes && now.inodes+slackInodes >= before.inodes {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store's filesystem did not get its space back: %d bytes and %d inodes free, %d and %d before the build",
+				now.bytes, now.inodes, before.bytes, before.inodes)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // storeFiles lists every path in a's store, as seen from the host.
