@@ -8,6 +8,8 @@
 //     destroyed. Nothing of it survives Run: no process (the step's process
 //     is pid 1 of its own pid namespace, so its exit kills the rest), no
 //     libcontainer state, no cgroup, and no mountpoint stub in the rootfs.
+//     Should the builder die mid-step, even by SIGKILL, the step's
+//     processes die with it (see watcher.go).
 //
 // Every step gets new user (id map from userns.NestedIDMaps: the identity
 // over stepexec's outer namespace, or, as real root, ids 0..65535 shifted
@@ -32,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -53,7 +56,15 @@ import (
 // running binary as "/proc/self/exe init".
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// This is a step's pid 1, child of the builder (see watcher.go).
+		// libcontainer reads this signal before it changes credentials and
+		// restores it right before the exec; the round trips with the
+		// builder in between fail if the builder died before this point.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 		libcontainer.Init() // never returns
+	}
+	if len(os.Args) > 0 && os.Args[0] == watcherArg0 {
+		os.Exit(runWatcher())
 	}
 }
 
@@ -107,8 +118,9 @@ type Runtime struct {
 	realRoot   bool
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
 
-	mu     sync.Mutex
-	active int // real-root steps between config and teardown
+	mu      sync.Mutex
+	active  int // real-root steps between config and teardown
+	watcher watcher
 }
 
 // New prepares a Runtime: creates its state dir and reads the id maps the
@@ -142,6 +154,9 @@ func New(opts Options) (*Runtime, error) {
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
 		seccomp:    sc,
 	}
+	if r.realRoot {
+		removeStaleCgroups()
+	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			os.RemoveAll(dir)
@@ -151,8 +166,9 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
-// Close removes the state dir.
+// Close stops the step watcher and removes the state dir.
 func (r *Runtime) Close() error {
+	r.watcher.close()
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		return fmt.Errorf("runtime: removing state dir: %w", err)
 	}
@@ -178,6 +194,10 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	if spec.Hostname == "" {
 		spec.Hostname = randomHostname()
 	}
+	// The step's pid 1 gets SIGKILL when the thread that forks it ends:
+	// keep that thread until the step is over.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
 	start := time.Now()
 	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID)}
 	defer func() {
@@ -201,31 +221,10 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	}
 	st.container = c
 
-	user := spec.User
-	groups := make([]int, len(user.AdditionalGIDs))
-	for i, g := range user.AdditionalGIDs {
-		groups[i] = int(g)
+	p, err := st.start()
+	if err != nil {
+		return res, err
 	}
-	cwd := spec.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	p := &libcontainer.Process{
-		Args:             spec.Args,
-		Env:              spec.Env,
-		Cwd:              cwd,
-		UID:              int(user.UID),
-		GID:              int(user.GID),
-		AdditionalGroups: groups,
-		Stdout:           spec.Stdout,
-		Stderr:           spec.Stderr,
-		Init:             true,
-		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
-	}
-	if err := c.Run(p); err != nil {
-		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
-	}
-	st.process = p
 	running := time.Now()
 	res.Setup = running.Sub(start)
 	if spec.OnStart != nil {
@@ -254,6 +253,48 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	}
 	res.ExitCode = exitCode(w.ps)
 	return res, nil
+}
+
+// start starts the step's process in its container, and hands its pid 1 to
+// the watcher before letting it exec the command.
+func (s *step) start() (*libcontainer.Process, error) {
+	spec := s.spec
+	user := spec.User
+	groups := make([]int, len(user.AdditionalGIDs))
+	for i, g := range user.AdditionalGIDs {
+		groups[i] = int(g)
+	}
+	cwd := spec.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	p := &libcontainer.Process{
+		Args:             spec.Args,
+		Env:              spec.Env,
+		Cwd:              cwd,
+		UID:              int(user.UID),
+		GID:              int(user.GID),
+		AdditionalGroups: groups,
+		Stdout:           spec.Stdout,
+		Stderr:           spec.Stderr,
+		Init:             true,
+		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
+	}
+	if err := s.container.Start(p); err != nil {
+		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
+	}
+	s.process = p
+	pid, err := p.Pid()
+	if err != nil {
+		return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+	}
+	if err := s.r.watcher.watch(pid, s.r.stateDir); err != nil {
+		return nil, err
+	}
+	if err := s.container.Exec(); err != nil {
+		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
+	}
+	return p, nil
 }
 
 type waitResult struct {

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sys/unix"
 )
 
 // Layer is a committed, immutable layer in the store.
@@ -55,11 +57,31 @@ func (s *Store) DeleteLayer(id string) error {
 	} else if by != "" {
 		return fmt.Errorf("snapshot: deleting layer %s: %w (snapshot %s)", id, ErrLayerInUse, by)
 	}
-	if err := s.store.DeleteLayer(id); err != nil {
+	if err := s.deleteStoreLayer(id); err != nil {
 		return fmt.Errorf("snapshot: deleting layer %s: %w", id, err)
 	}
 	return nil
 }
+
+// deleteStoreLayer deletes layer id from the store, retrying ENOSPC for a
+// few seconds. Deleting needs a little space (a temp dir, a rewrite of
+// layers.json), and on a full disk the space of the step that just ended
+// comes back a moment after its files are removed, not at once: the
+// overlay the step ran on holds them until the kernel has released it
+// (measured: up to 1.4 s on a loaded 2-core machine). Without the retry a
+// failed build's layers would stay behind.
+func (s *Store) deleteStoreLayer(id string) error {
+	deadline := time.Now().Add(deleteRetryFor)
+	for {
+		err := s.store.DeleteLayer(id)
+		if err == nil || !errors.Is(err, unix.ENOSPC) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const deleteRetryFor = 5 * time.Second
 
 // ErrLayerInUse is returned (wrapped) by DeleteLayer for a layer that a
 // live snapshot, of this or another process, has among its lower layers.

@@ -362,17 +362,45 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 		}
 	}
 	if err != nil {
+		// The snapshot's space first: on a full disk, deleting what the
+		// store made of the layer needs a little (destroy is idempotent).
+		_ = st.destroy()
 		if _, lerr := s.store.Layer(id); lerr == nil {
-			_ = s.store.DeleteLayer(id)
+			_ = s.deleteStoreLayer(id)
 		}
+		s.dropLayerLinks(id)
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: storing layer %s on parent %q: %w", key, id, st.snap.Parent, err)
 	}
 	if sl.UncompressedDigest != rec.diffID || sl.UncompressedSize != rec.size {
-		_ = s.store.DeleteLayer(id)
+		_ = s.deleteStoreLayer(id)
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: store recorded digest %s size %d for layer %s, the differ wrote %s size %d", key, sl.UncompressedDigest, sl.UncompressedSize, id, rec.diffID, rec.size)
 	}
 	c.Layer = toLayer(sl)
 	return c, nil
+}
+
+// dropLayerLinks removes the overlay driver's short-name links to layer id
+// (<graphroot>/overlay/l/NAME -> ../ID/diff) when the layer's directory is
+// gone: containers/storage's driver leaves its link behind when creating
+// the layer fails after making it (a full disk). Commit calls it under the
+// commit lock, so no other stepexec is creating that layer meanwhile.
+func (s *Store) dropLayerLinks(id string) {
+	overlay := filepath.Join(s.graphRoot, "overlay")
+	if _, err := os.Lstat(filepath.Join(overlay, id)); err == nil {
+		return
+	}
+	links := filepath.Join(overlay, "l")
+	entries, err := os.ReadDir(links)
+	if err != nil {
+		return
+	}
+	want := filepath.Join("..", id, "diff")
+	for _, e := range entries {
+		p := filepath.Join(links, e.Name())
+		if target, err := os.Readlink(p); err == nil && target == want {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // putLayer is the copying commit, used when the upper directory cannot be

@@ -48,6 +48,10 @@ type xattrFixup struct {
 	names  []string // overlay xattrs present
 }
 
+// errRecordStopped is what the tar writer gets once recordLayer stopped
+// reading its output.
+var errRecordStopped = errors.New("layer record stopped")
+
 // recordLayer writes the layer tar of upper through tar-split's
 // disassembler, which records headers and padding verbatim and a crc64 of
 // each file's content, into tsPath, while hashing the stream. The tar is
@@ -104,15 +108,20 @@ func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, e
 	size, copyErr := io.Copy(digester.Hash(), payload)
 	payload.Close()
 	doneErr := <-done
-	pr.CloseWithError(errors.New("layer record finished")) // unblock the writer if the reader stopped early
+	pr.CloseWithError(errRecordStopped) // unblock the writer if the reader stopped early
 	res := <-produced
+	// The writer's error is the cause unless the reader stopped first (the
+	// tar-split file could not be written, e.g. the disk is full): then
+	// the writer only saw the pipe closed under it.
 	switch {
-	case res.err != nil:
+	case res.err != nil && !errors.Is(res.err, errRecordStopped):
 		return nil, res.err
 	case copyErr != nil:
-		return nil, fmt.Errorf("reading layer tar of %s: %w", upper, copyErr)
+		return nil, fmt.Errorf("recording the layer tar of %s: %w", upper, copyErr)
 	case doneErr != nil:
 		return nil, fmt.Errorf("tar-split of %s: %w", upper, doneErr)
+	case res.err != nil:
+		return nil, res.err
 	}
 	if err := tsBuf.Flush(); err != nil {
 		return nil, fmt.Errorf("writing tar-split file %s: %w", tsPath, err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -35,7 +36,8 @@ func isEnteredChild() bool {
 // rprivate so its mounts never propagate). Otherwise it
 // re-execs the binary with the same arguments into CLONE_NEWUSER|CLONE_NEWNS
 // with the mapping of mode, forwards SIGINT/SIGTERM/SIGHUP to the child
-// (which gets SIGKILL if the parent dies), and exits the process with the
+// (which gets SIGKILL if the parent dies, across all of its re-execs: see
+// parentPIDEnv), and exits the process with the
 // child's exit status: in the parent Enter does not return unless it fails.
 //
 // Callers must call go.podman.io/storage/pkg/reexec.Init() first, and the
@@ -47,6 +49,9 @@ func Enter(mode Mode) error {
 	}
 	if isEnteredChild() {
 		return enteredChildSetup()
+	}
+	if err := watchMe(); err != nil {
+		return err
 	}
 	switch mode {
 	case SubIDs:
@@ -123,7 +128,7 @@ func reexecSealed() error {
 	// The fd is close-on-exec: fine for an ELF binary, whose file the
 	// kernel holds once execve has opened it.
 	path := "/proc/self/fd/" + strconv.Itoa(int(sealed.Fd()))
-	err = unix.Exec(path, os.Args, os.Environ())
+	err = unix.Exec(path, os.Args, keepWatch(os.Environ()))
 	sealed.Close()
 	return fmt.Errorf("re-executing from a sealed copy %s: %w", path, err)
 }
@@ -137,6 +142,9 @@ func total(m []configs.IDMap) int64 {
 }
 
 func enterSingleUID() error {
+	// The child's parent-death signal fires when the thread that forks it
+	// ends: keep that thread for good (this function ends in os.Exit).
+	runtime.LockOSThread()
 	uid, gid := os.Getuid(), os.Getgid()
 	args := append([]string{os.Args[0]}, os.Args[1:]...)
 	cmd := unshare.Command(args...)

@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
+	if h := os.Getenv(pdeathHelperEnv); h != "" {
+		os.Exit(pdeathHelper(h))
+	}
 	if mode := os.Getenv(helperEnv); mode != "" {
 		// Helper process: enter, then report what we got and exit.
 		m := SubIDs
