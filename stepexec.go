@@ -102,7 +102,7 @@ func Open(opts ...Option) (*Builder, error) {
 		store.Close()
 		return nil, err
 	}
-	return &Builder{store: store, images: image.NewStore(store.Containers()), runtime: rt}, nil
+	return &Builder{store: store, images: image.NewStore(store.Containers(), store), runtime: rt}, nil
 }
 
 // Images gives access to the images the builder keeps.

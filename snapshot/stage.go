@@ -229,11 +229,12 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 	}
 	staging := filepath.Dir(out.Target)
 	l, err := s.store.ApplyStagedLayer(storage.ApplyStagedLayerOptions{
-		ID:          id,
-		ParentLayer: st.snap.Parent,
-		Names:       names,
-		DiffOutput:  out,
-		DiffOptions: diffOpts,
+		ID:           id,
+		ParentLayer:  st.snap.Parent,
+		Names:        names,
+		LayerOptions: madeLayer(),
+		DiffOutput:   out,
+		DiffOptions:  diffOpts,
 	})
 	if err != nil {
 		// The layer record was deleted by the store; the staging

@@ -246,11 +246,18 @@ func rmiCommand(g *globalFlags) *cobra.Command {
 			var failed []error
 			for _, ref := range args {
 				done, err := b.Images().Remove(ref)
-				for _, line := range done {
-					fmt.Println(line)
-				}
 				if err != nil {
 					failed = append(failed, err)
+					continue
+				}
+				for _, n := range done.Untagged {
+					fmt.Println("Untagged: " + n)
+				}
+				if done.Deleted != "" {
+					fmt.Println("Deleted: sha256:" + done.Deleted)
+				}
+				if done.Kept != "" {
+					fmt.Fprintf(os.Stderr, "note: image sha256:%s is in use by a running build: it is deleted, with its layers, when that build ends\n", done.Kept)
 				}
 			}
 			return errors.Join(failed...)
