@@ -14,7 +14,7 @@ import (
 // TestRmiOfTheBaseDuringABuild removes the image a running build stands
 // on: rmi untags it at once, the build carries on (no "layer not known"),
 // and the image and its layers go when the build is done, as far as
-// nothing else uses them.
+// nothing else uses them. A prune meanwhile leaves them alone too.
 func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 	cases := []struct {
 		name, last string
@@ -39,6 +39,10 @@ func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 				}
 				if out := a.mustRun(t, "images").stdout; strings.Contains(out, "localhost/gcbase") {
 					t.Errorf("gcbase still listed after rmi:\n%s", out)
+				}
+				// Nor may prune take it (nameless now) from under the build.
+				if r := a.mustRun(t, "prune", "--all"); strings.Contains(r.stdout, "Deleted") {
+					t.Errorf("prune during the build deleted what it stands on: %s", r)
 				}
 
 				code := b.wait(t)
