@@ -137,10 +137,22 @@ func (b *background) wait(t *testing.T) int {
 // they left behind.
 func (b *background) killGroup(t *testing.T, a *account) []int {
 	t.Helper()
+	return b.kill(t, a, -b.cmd.Process.Pid)
+}
+
+// killLeader is killGroup for the process the user started only (the
+// rootless builder's re-executed child lives on until it sees that).
+func (b *background) killLeader(t *testing.T, a *account) []int {
+	t.Helper()
+	return b.kill(t, a, b.cmd.Process.Pid)
+}
+
+func (b *background) kill(t *testing.T, a *account, target int) []int {
+	t.Helper()
 	pgid := b.cmd.Process.Pid
 	pids := groupMembers(pgid)
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		t.Fatalf("kill -9 -%d: %v", pgid, err)
+	if err := syscall.Kill(target, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+		t.Fatalf("kill -9 %d: %v", target, err)
 	}
 	if code := b.wait(t); code != 128+int(syscall.SIGKILL) {
 		t.Logf("the command had exited (%d) before the kill", code)
@@ -148,7 +160,7 @@ func (b *background) killGroup(t *testing.T, a *account) []int {
 	deadline := time.Now().Add(15 * time.Second)
 	for len(groupMembers(pgid)) > 0 || len(a.processes(t)) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("processes outlived SIGKILL of their group by 15s: %v %v", groupMembers(pgid), a.processes(t))
+			t.Fatalf("processes outlived SIGKILL of %d by 15s: %v %v", target, groupMembers(pgid), a.processes(t))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
