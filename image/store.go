@@ -307,7 +307,7 @@ func (st *Store) Remove(ref string) (Removal, error) {
 	}
 	kept, err := st.deleter.DeleteImage(id)
 	if err != nil {
-		return Removal{}, fmt.Errorf("deleting image %s: %w", id, err)
+		return Removal{}, err
 	}
 	r := Removal{Untagged: simg.Names, Deleted: id}
 	if kept {

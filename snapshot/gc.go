@@ -332,10 +332,12 @@ func (s *Store) sweepLayers(candidates []string, allMade bool, held map[string]b
 }
 
 // deleteLeavesFirst deletes the doomed layers, each once it has no child
-// left; those with a child that is not doomed stay.
+// left; those with a child that is not doomed stay, and so do those
+// another tool has just started to use.
 func (s *Store) deleteLeavesFirst(g *layerGraph, doomed map[string]bool) ([]Layer, error) {
 	order := slices.Sorted(maps.Keys(doomed))
 	var out []Layer
+	var errs []error
 	for progress := true; progress; {
 		progress = false
 		for _, id := range order {
@@ -344,15 +346,20 @@ func (s *Store) deleteLeavesFirst(g *layerGraph, doomed map[string]bool) ([]Laye
 			}
 			delete(doomed, id)
 			l := g.layers[id]
-			if err := s.store.DeleteLayer(id); err != nil {
-				return out, fmt.Errorf("snapshot: deleting layer %s: %w", id, err)
+			err := s.store.DeleteLayer(id)
+			switch {
+			case errors.Is(err, storage.ErrLayerHasChildren), errors.Is(err, storage.ErrLayerUsedByImage), errors.Is(err, storage.ErrLayerUsedByContainer):
+				continue // kept by what came meanwhile
+			case err != nil:
+				errs = append(errs, fmt.Errorf("snapshot: deleting layer %s: %w", id, err))
+				continue
 			}
 			g.children[l.Parent]--
 			out = append(out, toLayer(&l))
 			progress = true
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // heldClosure is heldLayers with their ancestors.
