@@ -63,8 +63,8 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 // Build runs the Dockerfile and stores the image under opts.Tags. On any
 // failure, including cancellation of ctx, it leaves no snapshot, no process
-// and none of the layers it made behind.
-func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, error) {
+// and no layer that nothing else keeps (an image, another build) behind.
+func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image, err error) {
 	file := opts.Dockerfile
 	if file == "" {
 		file = filepath.Join(opts.ContextDir, "Dockerfile")
@@ -99,17 +99,23 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, er
 		progress = discardProgress{}
 	}
 
-	before, err := b.store.Layers()
+	// The lease holds the base and the layers the build makes until the
+	// image, and its exports, are done; if the build fails, its release
+	// deletes the layers nothing else keeps.
+	lease, err := b.store.NewLease()
 	if err != nil {
 		return image.Image{}, err
 	}
-	bs := &buildState{b: b, plan: plan, progress: progress, existed: map[string]bool{}, id: randomID()}
-	for _, l := range before {
-		bs.existed[l.ID] = true
-	}
-	img, err := bs.run(ctx, names)
+	defer func() {
+		_, rerr := lease.Release()
+		if err != nil && rerr != nil {
+			err = errors.Join(err, fmt.Errorf("deleting the failed build's layers: %w", rerr))
+		}
+		// After a success, a layer that failed to go waits for `prune`.
+	}()
+	bs := &buildState{b: b, plan: plan, progress: progress, lease: lease, id: randomID()}
+	img, err = bs.run(ctx, names)
 	if err != nil {
-		bs.dropLayers()
 		return image.Image{}, err
 	}
 	if len(opts.Outputs) == 0 {
@@ -138,19 +144,25 @@ type buildState struct {
 	progress Progress
 	id       string // names this build's snapshots
 
+	lease *snapshot.Lease // holds the base and the layers made
+
 	config ocispec.Image
 	layers []image.Layer
 	cmdSet bool // CMD given in this stage: ENTRYPOINT then keeps it
-
-	existed map[string]bool // layers in the store before the build
-	made    []string        // layers this build added, oldest first
 }
 
 func (bs *buildState) run(ctx context.Context, names []string) (image.Image, error) {
 	steps := len(bs.plan.Steps) + 1
 	start := time.Now()
 	bs.progress.Event(Event{Kind: StepStarted, Step: 1, Steps: steps, Text: "FROM " + bs.plan.Base})
-	base, name, err := bs.b.images.Resolve(bs.plan.Base)
+	// Held from the lookup on: an rmi of the base meanwhile only untags it.
+	var base image.Image
+	var name string
+	_, err := bs.lease.Hold(func() (string, error) {
+		var err error
+		base, name, err = bs.b.images.Resolve(bs.plan.Base)
+		return base.TopLayer, err
+	})
 	if err != nil {
 		if errors.Is(err, image.ErrNotFound) {
 			return image.Image{}, fmt.Errorf("%s: base image %q not found in the store (import one with `stepexec import`, see `stepexec images`)", bs.plan.BaseLocation, bs.plan.Base)
@@ -315,7 +327,7 @@ func (bs *buildState) inSnapshot(ctx context.Context, n int, step dockerfile.Ste
 		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
 	}
 	start := time.Now()
-	c, err := bs.b.store.Commit(ctx, key, snapshot.CommitOptions{})
+	c, err := bs.b.store.Commit(ctx, key, snapshot.CommitOptions{Lease: bs.lease})
 	if err != nil {
 		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
 	}
@@ -412,23 +424,6 @@ func (bs *buildState) addLayer(c snapshot.Committed) {
 	}
 	l := c.Layer
 	bs.layers = append(bs.layers, image.Layer{ID: l.ID, DiffID: l.DiffID, Size: l.Size})
-	// A reused layer may be another build's, still without an image.
-	if !c.Reused && !bs.existed[l.ID] {
-		bs.made = append(bs.made, l.ID)
-	}
-	bs.existed[l.ID] = true
-}
-
-// dropLayers deletes, newest first, the layers a failed build made, unless
-// an image took them up meanwhile.
-func (bs *buildState) dropLayers() {
-	for i := len(bs.made) - 1; i >= 0; i-- {
-		if used, err := bs.b.images.InUse(bs.made[i]); err != nil || used {
-			continue
-		}
-		bs.b.store.DeleteLayer(bs.made[i])
-	}
-	bs.made = nil
 }
 
 func randomID() string {
