@@ -3,6 +3,7 @@ package stepexec
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -49,9 +50,9 @@ type BuildOptions struct {
 type StepError = engine.StepError
 
 // Build runs the Dockerfile and stores the image under opts.Tags. On any
-// failure, including cancellation of ctx, it leaves no snapshot and no
-// process, and removes the layers it made that nothing else uses.
-func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, error) {
+// failure, including cancellation of ctx, it leaves no snapshot, no
+// process and no layer that nothing else keeps (an image, another build).
+func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image, err error) {
 	tmp, err := b.store.ScratchDir()
 	if err != nil {
 		return image.Image{}, err
@@ -79,19 +80,31 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, er
 	if progress == nil {
 		progress = engine.DiscardProgress{}
 	}
-	deps, tracker, err := b.engineDeps()
+	// The lease holds the images the build reads and the layers it makes
+	// until the image, and its exports, are done; if the build fails, its
+	// release deletes the layers nothing else keeps.
+	lease, err := b.store.NewLease()
+	if err != nil {
+		return image.Image{}, err
+	}
+	defer func() {
+		_, rerr := lease.Release()
+		if err != nil && rerr != nil {
+			err = errors.Join(err, fmt.Errorf("deleting the failed build's layers: %w", rerr))
+		}
+		// After a success, a layer that failed to go waits for `prune`.
+	}()
+	deps, err := b.engineDeps(lease)
 	if err != nil {
 		return image.Image{}, err
 	}
 	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
 		Parallel: opts.Parallel, Progress: progress}, deps)
 	if err != nil {
-		tracker.dropMade()
 		return image.Image{}, err
 	}
-	img, err := b.storeImage(res.State, opts.Labels, names, progress)
+	img, err = b.storeImage(res.State, opts.Labels, names, progress)
 	if err != nil {
-		tracker.dropMade()
 		return image.Image{}, err
 	}
 	return img, b.export(ctx, img, names, opts.Outputs, progress)

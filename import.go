@@ -80,12 +80,14 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 		hasShell = true
 	}
 
-	before, err := b.store.Layers()
+	// Until the image holds it; a failed import's layer goes with it.
+	lease, err := b.store.NewLease()
 	if err != nil {
 		b.store.Remove(key)
 		return ImportResult{}, err
 	}
-	c, err := b.store.Commit(ctx, key, snapshot.CommitOptions{})
+	defer lease.Release()
+	c, err := b.store.Commit(ctx, key, snapshot.CommitOptions{Lease: lease})
 	if err != nil {
 		return ImportResult{}, fmt.Errorf("storing %s: %w", opts.Source, err)
 	}
@@ -105,21 +107,9 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	}
 	img, err := b.images.Put(cfg, []image.Layer{{ID: c.Layer.ID, DiffID: c.Layer.DiffID, Size: c.Layer.Size}}, normalized)
 	if err != nil {
-		if !containsLayer(before, c.Layer.ID) {
-			b.store.DeleteLayer(c.Layer.ID)
-		}
 		return ImportResult{}, err
 	}
 	return ImportResult{Image: img, Layer: c.Layer, Stats: stats}, nil
-}
-
-func containsLayer(layers []snapshot.Layer, id string) bool {
-	for _, l := range layers {
-		if l.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 func randomID() string {

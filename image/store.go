@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,11 +52,27 @@ func (i Image) ShortID() string {
 
 // Store reads and writes images in a containers/storage store.
 type Store struct {
-	s storage.Store
+	s       storage.Store
+	deleter Deleter
 }
 
-// NewStore wraps an opened containers/storage store.
-func NewStore(s storage.Store) *Store { return &Store{s: s} }
+// Deleter deletes an image record with the layers only it uses (package
+// snapshot's Store, which keeps layers a running build holds).
+type Deleter interface {
+	// DeleteImage deletes image id, or, when a running build holds some
+	// of its layers, removes its names and deletes it once the build is
+	// done (kept is true).
+	DeleteImage(id string) (kept bool, err error)
+}
+
+// NewStore wraps an opened containers/storage store; rmi deletes images
+// through d.
+func NewStore(s storage.Store, d Deleter) *Store { return &Store{s: s, deleter: d} }
+
+// MadeFlag is set on the images stepexec stores: `prune --all` deletes
+// only those once they have no name. It is snapshot.MadeFlag (the name of
+// the same mark on layers).
+const MadeFlag = "stepexec"
 
 // ErrNotFound is returned (wrapped) when no image matches a reference.
 var ErrNotFound = errors.New("image not found")
@@ -115,6 +132,7 @@ func (st *Store) Put(config dockerspec.DockerOCIImage, layers []Layer, names []s
 		_, err = st.s.CreateImage(id, nil, top, "", &storage.ImageOptions{
 			CreationDate: created,
 			Digest:       manifestDigest,
+			Flags:        map[string]any{MadeFlag: true},
 			BigData: []storage.ImageBigDataOption{
 				{Key: configDigest.String(), Data: rawConfig, Digest: configDigest},
 				{Key: manifestKey, Data: rawManifest, Digest: manifestDigest},
@@ -253,61 +271,48 @@ func (st *Store) List() ([]Image, error) {
 	return out, nil
 }
 
+// Removal is what Remove did.
+type Removal struct {
+	Untagged []string // names removed
+	Deleted  string   // the image ID, when the image was deleted
+	// Kept: the image lost its last name but a running build stands on
+	// it; it is deleted, with its layers, when the build ends.
+	Kept string
+}
+
 // Remove untags ref; when it was the image's last name, or ref is an ID, the
-// image goes, with those of its layers no other image uses. It returns what
-// it did, one line an action, as `docker rmi` prints.
-func (st *Store) Remove(ref string) ([]string, error) {
+// image goes, with those of its layers no other image uses, unless a
+// running build stands on them (Removal.Kept).
+func (st *Store) Remove(ref string) (Removal, error) {
 	id, _, err := st.resolve(ref)
 	if err != nil {
-		return nil, err
+		return Removal{}, err
 	}
 	simg, err := st.s.Image(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+		return Removal{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
 	}
-	var done []string
 	name := ""
 	if cands, err := Candidates(ref); err == nil {
 		for _, c := range cands {
-			for _, n := range simg.Names {
-				if n == c && name == "" {
-					name = c
-				}
+			if name == "" && slices.Contains(simg.Names, c) {
+				name = c
 			}
 		}
 	}
 	if name != "" && len(simg.Names) > 1 {
 		if err := st.s.RemoveNames(id, []string{name}); err != nil {
-			return nil, fmt.Errorf("untagging %s: %w", name, err)
+			return Removal{}, fmt.Errorf("untagging %s: %w", name, err)
 		}
-		return []string{"Untagged: " + name}, nil
+		return Removal{Untagged: []string{name}}, nil
 	}
-	for _, n := range simg.Names {
-		done = append(done, "Untagged: "+n)
-	}
-	if _, err := st.s.DeleteImage(id, true); err != nil {
-		return done, fmt.Errorf("deleting image %s: %w", id, err)
-	}
-	return append(done, "Deleted: sha256:"+id), nil
-}
-
-// InUse reports whether any image's layer chain holds the layer id.
-func (st *Store) InUse(layerID string) (bool, error) {
-	simgs, err := st.s.Images()
+	kept, err := st.deleter.DeleteImage(id)
 	if err != nil {
-		return false, fmt.Errorf("listing images: %w", err)
+		return Removal{}, err
 	}
-	for _, img := range simgs {
-		for id := img.TopLayer; id != ""; {
-			if id == layerID {
-				return true, nil
-			}
-			l, err := st.s.Layer(id)
-			if err != nil {
-				break
-			}
-			id = l.Parent
-		}
+	r := Removal{Untagged: simg.Names, Deleted: id}
+	if kept {
+		r.Deleted, r.Kept = "", id
 	}
-	return false, nil
+	return r, nil
 }

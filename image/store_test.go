@@ -32,8 +32,8 @@ func TestMain(m *testing.M) {
 }
 
 // newStore opens a throw-away store and commits a chain of layers, each
-// adding one file.
-func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer) {
+// adding one file, in a lease: release it once images hold the layers.
+func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer, *snapshot.Lease) {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := snapshot.Open(snapshot.Options{Root: filepath.Join(dir, "root"), RunRoot: filepath.Join(dir, "run")})
@@ -41,6 +41,10 @@ func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	lease, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var layers []image.Layer
 	parent := ""
 	for i, f := range files {
@@ -52,14 +56,14 @@ func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer) {
 		if err := os.WriteFile(filepath.Join(snap.Dir, f), []byte(f), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Commit(context.Background(), key, snapshot.CommitOptions{})
+		c, err := s.Commit(context.Background(), key, snapshot.CommitOptions{Lease: lease})
 		if err != nil {
 			t.Fatal(err)
 		}
 		layers = append(layers, image.Layer{ID: c.Layer.ID, DiffID: c.Layer.DiffID, Size: c.Layer.Size})
 		parent = c.Layer.ID
 	}
-	return s, layers
+	return s, layers, lease
 }
 
 func config(cmd string) dockerspec.DockerOCIImage {
@@ -70,8 +74,9 @@ func config(cmd string) dockerspec.DockerOCIImage {
 }
 
 func TestPutGetListRemove(t *testing.T) {
-	s, layers := newStore(t, "a", "b")
-	st := image.NewStore(s.Containers())
+	s, layers, lease := newStore(t, "a", "b")
+	st := image.NewStore(s.Containers(), s)
+	defer lease.Release()
 
 	base, err := st.Put(config("base"), layers[:1], []string{"localhost/base:latest"})
 	if err != nil {
@@ -80,6 +85,9 @@ func TestPutGetListRemove(t *testing.T) {
 	app, err := st.Put(config("app"), layers, []string{"localhost/app:latest", "localhost/app:v1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, err := lease.Release(); err != nil || len(got.Layers) > 0 {
+		t.Fatalf("releasing the layers images hold deleted %+v, %v", got, err)
 	}
 	if got := app.Config.RootFS.DiffIDs; len(got) != 2 || got[1] != layers[1].DiffID {
 		t.Errorf("rootfs diff_ids = %v", got)
@@ -119,21 +127,63 @@ func TestPutGetListRemove(t *testing.T) {
 	// Removing one of several names untags; the last name deletes the image
 	// and the layer only it used, not the shared one.
 	done, err := st.Remove("app:v1")
-	if err != nil || strings.Join(done, ";") != "Untagged: localhost/app:v1" {
-		t.Errorf("Remove(app:v1) = %v, %v", done, err)
-	}
-	if used, _ := st.InUse(layers[1].ID); !used {
-		t.Error("top layer not in use before removal")
+	if err != nil || strings.Join(done.Untagged, ";") != "localhost/app:v1" || done.Deleted != "" {
+		t.Errorf("Remove(app:v1) = %+v, %v", done, err)
 	}
 	st.Remove("app")
 	done, err = st.Remove("base:latest")
-	if err != nil || !strings.Contains(strings.Join(done, ";"), "Deleted: sha256:"+app.ID) {
-		t.Errorf("Remove(base) = %v, %v", done, err)
+	if err != nil || done.Deleted != app.ID || done.Kept != "" {
+		t.Errorf("Remove(base) = %+v, %v", done, err)
 	}
 	if _, err := s.Layer(layers[1].ID); err == nil {
 		t.Error("the deleted image's own layer is still in the store")
 	}
 	if _, err := s.Layer(layers[0].ID); err != nil {
 		t.Error("the layer the unnamed base image still uses was deleted")
+	}
+}
+
+// TestRemoveKeepsWhatABuildStandsOn removes an image while a build holds
+// its top layer (as a build's FROM does): it loses its name but stays,
+// layers and all, until the build is done.
+func TestRemoveKeepsWhatABuildStandsOn(t *testing.T) {
+	s, layers, lease := newStore(t, "a")
+	st := image.NewStore(s.Containers(), s)
+	img, err := st.Put(config("base"), layers, []string{"localhost/base:latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Release()
+	build, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := build.Hold(func() (string, error) { return img.TopLayer, nil }); err != nil {
+		t.Fatal(err)
+	}
+	done, err := st.Remove("base")
+	if err != nil || done.Kept != img.ID || done.Deleted != "" || strings.Join(done.Untagged, ";") != "localhost/base:latest" {
+		t.Fatalf("Remove(base) during a build = %+v, %v", done, err)
+	}
+	if _, err := st.Get("base"); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("the name survived: %v", err)
+	}
+	if got, err := st.Get(img.ID); err != nil || len(got.Names) != 0 {
+		t.Errorf("the kept image: %+v, %v", got, err)
+	}
+	if _, err := build.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(img.ID); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("the image outlived the build: %v", err)
+	}
+	if _, err := s.Layer(layers[0].ID); err == nil {
+		t.Error("its layer outlived the build")
+	}
+}
+
+func TestMadeFlagIsSnapshots(t *testing.T) {
+	if image.MadeFlag != snapshot.MadeFlag {
+		t.Errorf("image.MadeFlag %q != snapshot.MadeFlag %q: prune --all would not find stepexec's images", image.MadeFlag, snapshot.MadeFlag)
 	}
 }

@@ -63,6 +63,21 @@
 // expensive work (reading and hashing the files) happens before that window
 // opens, so it lasts only a few renames and metadata writes.
 //
+// Garbage collection (gc.go) has one rule: a layer is deleted when
+// stepexec made it (the MadeFlag flag, set when Commit creates it) and no
+// root keeps it. Roots keep a layer and its ancestors: every image and
+// container in the store, whatever tool made it; the Leases and snapshots
+// of live stepexec processes (a build holds its base from the moment it
+// looks it up, and every layer it commits from before it is made); and the
+// RootSources added with AddRoots. Layers of other tools are never
+// deleted. A lease's journal (<owner>/leases/<id>) outlives a killed
+// process: the next Open moves it to <graphroot>/stepexec/gc/orphans and
+// deletes what it lists that nothing keeps. Prune considers every layer.
+// DeleteImage (rmi) of an image whose layers a live lease or snapshot
+// holds only removes its names and queues it (gc/released) until they are
+// released. Deletions take <graphroot>/stepexec/gc.lock exclusively;
+// holds are recorded under it shared, right after the lookup they follow.
+//
 // Open must run as uid 0: real root, or root of the outer user namespace the
 // stepexec binary re-executes into (go.podman.io/storage/pkg/unshare). Any
 // main or test main using this package must begin with

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -49,20 +47,6 @@ func (s *Store) Layers() ([]Layer, error) {
 	return out, nil
 }
 
-// DeleteLayer deletes a layer. It fails if the layer has children or is used
-// by an image or container.
-func (s *Store) DeleteLayer(id string) error {
-	if by, err := s.standsOn(id); err != nil {
-		return fmt.Errorf("snapshot: deleting layer %s: %w", id, err)
-	} else if by != "" {
-		return fmt.Errorf("snapshot: deleting layer %s: %w (snapshot %s)", id, ErrLayerInUse, by)
-	}
-	if err := s.deleteStoreLayer(id); err != nil {
-		return fmt.Errorf("snapshot: deleting layer %s: %w", id, err)
-	}
-	return nil
-}
-
 // deleteStoreLayer deletes layer id from the store, retrying ENOSPC for a
 // few seconds. Deleting needs a little space (a temp dir, a rewrite of
 // layers.json), and on a full disk the space of the step that just ended
@@ -83,43 +67,9 @@ func (s *Store) deleteStoreLayer(id string) error {
 
 const deleteRetryFor = 5 * time.Second
 
-// ErrLayerInUse is returned (wrapped) by DeleteLayer for a layer that a
-// live snapshot, of this or another process, has among its lower layers.
-var ErrLayerInUse = errors.New("layer is under a live snapshot")
-
-// parentFile, in a snapshot's directory, names the layer it was prepared on.
-const parentFile = "parent"
-
-// standsOn returns the directory of a live snapshot (any process's) whose
-// lower layers include id, or "". Another build may have reused a layer
-// this one made (layer IDs are content-derived), and be running a step on
-// it while it has no image yet; the store itself only protects layers with
-// child layers or images.
-func (s *Store) standsOn(id string) (string, error) {
-	parents, err := filepath.Glob(filepath.Join(filepath.Dir(s.ownerDir), "*", "*", parentFile))
-	if err != nil {
-		return "", err
-	}
-	for _, p := range parents {
-		if !ownerAlive(filepath.Dir(filepath.Dir(p))) {
-			continue
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			continue // removed meanwhile
-		}
-		for l := string(raw); l != ""; {
-			if l == id {
-				return filepath.Dir(p), nil
-			}
-			sl, err := s.store.Layer(l)
-			if err != nil {
-				break
-			}
-			l = sl.Parent
-		}
-	}
-	return "", nil
+// madeLayer marks a layer as stepexec's: garbage once nothing keeps it.
+func madeLayer() *storage.LayerOptions {
+	return &storage.LayerOptions{Flags: map[string]any{MadeFlag: true}}
 }
 
 // Diff returns the uncompressed tar of a committed layer (for OCI export);

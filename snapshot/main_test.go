@@ -35,13 +35,21 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runKilledHelper opens the store at root, prepares a snapshot, says
-// "ready" and waits to be killed.
+// runKilledHelper opens the store at root, commits a layer on the layer
+// $STEPEXEC_SNAPSHOT_TEST_PARENT in a lease if that is set, prepares a
+// snapshot, says "ready MERGED [LAYER]" and waits to be killed.
 func runKilledHelper(root string) int {
 	s, err := Open(Options{Root: filepath.Join(root, "graph"), RunRoot: filepath.Join(root, "run")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	made := ""
+	if parent, ok := os.LookupEnv(helperParentEnv); ok {
+		if made, err = commitInLease(s, parent); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	snap, err := s.Prepare(context.Background(), "doomed", "")
 	if err != nil {
@@ -52,8 +60,28 @@ func runKilledHelper(root string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Println("ready", snap.Dir)
+	fmt.Println("ready", snap.Dir, made)
 	select {}
+}
+
+// helperParentEnv makes the killed helper commit a layer on this parent.
+const helperParentEnv = "STEPEXEC_SNAPSHOT_TEST_PARENT"
+
+func commitInLease(s *Store, parent string) (string, error) {
+	ctx := context.Background()
+	lease, err := s.NewLease()
+	if err != nil {
+		return "", err
+	}
+	snap, err := s.Prepare(ctx, "made", parent)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(snap.Dir, "made"), []byte(snap.Dir), 0o644); err != nil {
+		return "", err
+	}
+	c, err := s.Commit(ctx, "made", CommitOptions{Lease: lease})
+	return c.Layer.ID, err
 }
 
 // openTestStore opens a store in a fresh temp dir, closed at cleanup.

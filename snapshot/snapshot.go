@@ -13,6 +13,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
 )
 
 // Snapshot is a mounted writable view; Dir is the rootfs to run a step on.
@@ -41,6 +42,9 @@ type Committed struct {
 // CommitOptions tunes Commit.
 type CommitOptions struct {
 	Names []string // optional layer names
+	// Lease holds the layer (made or found) until an image refers to it;
+	// nil means a lease of the Store's own, released by Close.
+	Lease *Lease
 }
 
 // maxLowers is overlayfs's stacking limit (OVL_MAX_STACK).
@@ -81,8 +85,8 @@ func (st *snapState) destroy() error {
 }
 
 func validKey(key string) error {
-	if key == "" || key == "." || key == ".." || key == "lock" || key == scratchName || strings.ContainsAny(key, "/\x00") || len(key) > 200 {
-		return fmt.Errorf("snapshot: invalid key %q: it must be one path element (no '/'), at most 200 bytes, and not \"lock\" or %q", key, scratchName)
+	if key == "" || key == "." || key == ".." || key == "lock" || key == scratchName || key == leasesDir || strings.ContainsAny(key, "/\x00") || len(key) > 200 {
+		return fmt.Errorf("snapshot: invalid key %q: it must be one path element (no '/'), at most 200 bytes, and not \"lock\", %q or %q", key, scratchName, leasesDir)
 	}
 	return nil
 }
@@ -152,8 +156,16 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 		target:    st.merged(),
 		userxattr: inUserNamespace(),
 	}
+	// A step's root must be able to reach merged/ (makeTraversable).
+	perm := os.FileMode(0o700)
+	if view != nil {
+		perm = 0o701
+	}
+	if err := os.Mkdir(st.dir, perm); err != nil {
+		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+	}
 	if parent != "" {
-		id, lowers, shortcuts, err := s.lowerDirs(parent)
+		id, lowers, shortcuts, err := s.standOn(st, parent)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
 		}
@@ -181,19 +193,6 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 		st.snap.IDMapped = true
 	}
 
-	// A step's root must be able to reach merged/ (makeTraversable).
-	perm := os.FileMode(0o700)
-	if view != nil {
-		perm = 0o701
-	}
-	if err := os.Mkdir(st.dir, perm); err != nil {
-		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
-	}
-	// Recorded for DeleteLayer: no process may delete a layer a live
-	// snapshot stands on.
-	if err := os.WriteFile(filepath.Join(st.dir, parentFile), []byte(st.snap.Parent), 0o600); err != nil {
-		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
-	}
 	dirs := []string{m.upper, m.work, m.target}
 	if m.emptyRel != "" {
 		dirs = append(dirs, filepath.Join(s.ownerDir, m.emptyRel))
@@ -212,6 +211,29 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 	ok = true
 	snap := st.snap
 	return &snap, nil
+}
+
+// parentFile, in a snapshot's directory, names the layer it was prepared
+// on: a GC root while the process lives.
+const parentFile = "parent"
+
+// standOn resolves parent and records it in the snapshot's parent file,
+// under the shared GC lock so that no collection deletes the layers
+// between the lookup and the record. It returns lowerDirs' results.
+func (s *Store) standOn(st *snapState, parent string) (string, []string, []string, error) {
+	unlock, err := s.lockStore(gcLockName, unix.LOCK_SH)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	defer unlock()
+	id, lowers, shortcuts, err := s.lowerDirs(parent)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(st.dir, parentFile), []byte(id), 0o600); err != nil {
+		return "", nil, nil, err
+	}
+	return id, lowers, shortcuts, nil
 }
 
 // forceLegacyMount makes Prepare use mount(2) (tests of the fallback).
@@ -339,11 +361,16 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 	// Between the existence check and ApplyStagedLayer no other stepexec
 	// commit may run: ApplyStagedLayer on an existing ID would replace that
 	// layer's diff directory, which may be another build's lower dir.
-	unlock, err := s.lockCommits()
+	unlock, err := s.lockStore(commitLockName, unix.LOCK_EX)
 	if err != nil {
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
 	}
 	defer unlock()
+	// Held before it is looked up or made: a collection can then neither
+	// delete the layer found nor miss one a kill leaves half made.
+	if err := s.holdForCommit(opts.Lease, id); err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
 	if l, ok, err := s.existing(id, rec.diffID, opts.Names); err != nil || ok {
 		c.Layer, c.Reused = l, ok
 		return c, err
@@ -423,7 +450,7 @@ func (s *Store) putLayer(ctx context.Context, st *snapState, id string, diffID d
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("rewinding %s: %w", spool, err)
 	}
-	sl, _, err := s.store.PutLayer(id, st.snap.Parent, names, "", false, &storage.LayerOptions{}, f)
+	sl, _, err := s.store.PutLayer(id, st.snap.Parent, names, "", false, madeLayer(), f)
 	return sl, err
 }
 

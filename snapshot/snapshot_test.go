@@ -2,14 +2,12 @@ package snapshot
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -179,7 +177,11 @@ func TestCommitCases(t *testing.T) {
 				s.Remove("case")
 				t.Fatalf("changing %s: %v", snap.Dir, err)
 			}
-			c, err := s.Commit(ctx, "case", CommitOptions{})
+			lease, err := s.NewLease()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := s.Commit(ctx, "case", CommitOptions{Lease: lease})
 			if err != nil {
 				t.Fatalf("Commit: %v", err)
 			}
@@ -204,8 +206,8 @@ func TestCommitCases(t *testing.T) {
 				t.Errorf("Bytes = %d, layer content is %d bytes", c.Bytes, nbytes)
 			}
 			tc.check(t, entries)
-			if err := s.DeleteLayer(c.Layer.ID); err != nil {
-				t.Error(err)
+			if got, err := lease.Release(); err != nil || len(got.Layers) != 1 || got.Layers[0] != c.Layer {
+				t.Errorf("Release deleted %+v, %v; want just %+v", got, err, c.Layer)
 			}
 		})
 	}
@@ -385,74 +387,6 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 	}
 }
 
-func TestLayersAndDelete(t *testing.T) {
-	s, _ := openTestStore(t)
-	l := commitTree(t, s, "base", "", baseTree)
-	child := commitTree(t, s, "child", l.ID, map[string]string{"c": "c"})
-	has := func(id string) bool {
-		ls, err := s.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.ContainsFunc(ls, func(x Layer) bool { return x.ID == id })
-	}
-	if !has(l.ID) || !has(child.ID) {
-		t.Fatal("Layers() misses committed layers")
-	}
-	got, err := s.Layer(child.ID)
-	if err != nil || got != child {
-		t.Errorf("Layer(%s) = %+v, %v; want %+v", child.ID, got, err, child)
-	}
-	if err := s.DeleteLayer(l.ID); err == nil {
-		t.Error("deleting a layer with a child succeeded")
-	}
-
-	// A layer under a live snapshot of another process (e.g. a build that
-	// reused it) is not deleted, nor any layer below it; once that
-	// process is gone (its lock free) the snapshot no longer counts.
-	otherOwner := filepath.Join(filepath.Dir(s.ownerDir), "other-process")
-	if err := os.MkdirAll(filepath.Join(otherOwner, "snap"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(otherOwner)
-	lock, err := os.Create(filepath.Join(otherOwner, "lock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(otherOwner, "snap", parentFile), []byte(child.ID), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteLayer(child.ID); !errors.Is(err, ErrLayerInUse) {
-		t.Errorf("DeleteLayer under a live snapshot: err = %v, want ErrLayerInUse", err)
-	}
-	if by, err := s.standsOn(l.ID); err != nil || by == "" {
-		t.Errorf("the base under the live snapshot's parent is not protected: %q, %v", by, err)
-	}
-	lock.Close()
-	if by, err := s.standsOn(child.ID); err != nil || by != "" {
-		t.Errorf("a dead process's snapshot still protects the layer: %q, %v", by, err)
-	}
-
-	again := commitTree(t, s, "child-again", l.ID, map[string]string{"c": "c"})
-	if again != child {
-		t.Errorf("recommitting the same change gave %+v, want the existing %+v", again, child)
-	}
-	for _, id := range []string{child.ID, l.ID} {
-		if err := s.DeleteLayer(id); err != nil {
-			t.Fatal(err)
-		}
-		if has(id) {
-			t.Errorf("layer %s still listed after DeleteLayer", id)
-		}
-		if _, err := s.Layer(id); err == nil {
-			t.Errorf("Layer(%s) works after DeleteLayer", id)
-		}
-	}
-}
-
 // TestChain checks a snapshot on a 3-layer chain sees all layers, with both
 // mount paths (new mount API, mount(2) fallback).
 func TestChain(t *testing.T) {
@@ -501,25 +435,7 @@ func TestChain(t *testing.T) {
 // checks the next Open removes it, while a live owner's dir is kept.
 func TestOpenRemovesStaleSnapshots(t *testing.T) {
 	root := t.TempDir()
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+root)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ready ") {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("helper did not get ready: %q %v", line, err)
-	}
-	merged := strings.TrimSpace(strings.TrimPrefix(line, "ready "))
-	cmd.Process.Kill()
-	cmd.Wait()
+	merged, _ := runAndKillHelper(t, root)
 	staleOwner := filepath.Dir(filepath.Dir(merged))
 
 	// A live owner: its lock is held (here by the test itself).
@@ -701,8 +617,14 @@ func BenchmarkStep(b *testing.B) {
 		if err := os.WriteFile(filepath.Join(snap.Dir, "f"), content, 0o644); err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
+		lease, err := s.NewLease()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 		t1 := time.Now()
-		c, err := s.Commit(ctx, "step", CommitOptions{})
+		c, err := s.Commit(ctx, "step", CommitOptions{Lease: lease})
 		commit += time.Since(t1)
 		if err != nil {
 			b.Fatal(err)
@@ -711,8 +633,8 @@ func BenchmarkStep(b *testing.B) {
 		if c.Layer.DiffID == "" || c.Layer.DiffID.Validate() != nil {
 			b.Fatalf("bad layer %+v", c.Layer)
 		}
-		if err := s.DeleteLayer(c.Layer.ID); err != nil {
-			b.Fatal(err)
+		if got, err := lease.Release(); err != nil || len(got.Layers) != 1 {
+			b.Fatalf("Release: %+v, %v", got, err)
 		}
 		b.StartTimer()
 	}

@@ -238,11 +238,12 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 	}
 	staging := filepath.Dir(out.Target)
 	l, err := s.store.ApplyStagedLayer(storage.ApplyStagedLayerOptions{
-		ID:          id,
-		ParentLayer: st.snap.Parent,
-		Names:       names,
-		DiffOutput:  out,
-		DiffOptions: diffOpts,
+		ID:           id,
+		ParentLayer:  st.snap.Parent,
+		Names:        names,
+		LayerOptions: madeLayer(),
+		DiffOutput:   out,
+		DiffOptions:  diffOpts,
 	})
 	if err != nil {
 		// The layer record was deleted by the store; the staging
@@ -261,7 +262,7 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 	// would silently lack files. Counting them is cheap next to the hashing
 	// already done, and turns that race into an error.
 	if n, err := countEntries(filepath.Join(s.graphRoot, "overlay", id, "diff")); err != nil || n != rec.onDisk {
-		_ = s.store.DeleteLayer(id)
+		_ = s.deleteStoreLayer(id)
 		if err == nil {
 			err = fmt.Errorf("layer %s holds %d entries, %d were committed: was the store's staging directory removed by a concurrent podman (older than 4.4)? Run the build again", id, n, rec.onDisk)
 		}

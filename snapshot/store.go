@@ -3,6 +3,7 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,15 +37,17 @@ type Store struct {
 	ownerDir  string // <base>/snapshots/<owner>
 	ownerLock *os.File
 
-	// commitLock (flock on <base>/commit.lock, held per commit) and
-	// commitMu (flock does not exclude within one open file) serialize
-	// commits of all stepexec processes on this store.
-	commitLock *os.File
-	commitMu   sync.Mutex
+	mu          sync.Mutex
+	snaps       map[string]*snapState
+	closed      bool
+	leases      map[*Lease]struct{} // not yet released
+	rootSources []RootSource
+	// What Open's collection deleted, and its error (Prune reports them).
+	openCollected Collected
+	openErr       error
 
-	mu     sync.Mutex
-	snaps  map[string]*snapState
-	closed bool
+	ownLeaseMu   sync.Mutex
+	defaultLease *Lease // for commits without a lease of their own
 
 	viewMu sync.Mutex
 	view   *stepView // real root: made by the first PrepareStep
@@ -96,6 +99,7 @@ func Open(opts Options) (*Store, error) {
 		store:     cs,
 		graphRoot: cs.GraphRoot(),
 		snaps:     map[string]*snapState{},
+		leases:    map[*Lease]struct{}{},
 	}
 	s.base = filepath.Join(s.graphRoot, "stepexec")
 	s.empty = filepath.Join(s.base, "empty")
@@ -103,6 +107,10 @@ func Open(opts Options) (*Store, error) {
 		_, _ = cs.Shutdown(false)
 		return nil, err
 	}
+	// What killed processes left: the layers their leases held that
+	// nothing keeps, the images rmi released while they built. Best
+	// effort: a failure here must not stop every command; Prune reports it.
+	s.openCollected, s.openErr = s.sweep(sweepOptions{})
 	return s, nil
 }
 
@@ -191,9 +199,9 @@ func rootlessRunRoot(uid int, xdg string, xdgSet bool, owned func(string) bool, 
 }
 
 // setupOwner creates this Store's owner directory and lock, after removing
-// owner directories whose lock no live process holds. Both happen under the
-// store-wide stepexec lock so that a directory being created is never taken
-// for a stale one.
+// owner directories whose lock no live process holds (queueing their lease
+// journals for collection). Both happen under the store-wide stepexec lock
+// so that a directory being created is never taken for a stale one.
 func (s *Store) setupOwner() error {
 	snapRoot := filepath.Join(s.base, "snapshots")
 	if err := os.MkdirAll(snapRoot, 0o700); err != nil {
@@ -202,7 +210,11 @@ func (s *Store) setupOwner() error {
 	if err := os.MkdirAll(s.empty, 0o755); err != nil {
 		return fmt.Errorf("snapshot: creating %s: %w", s.empty, err)
 	}
-	global, err := lockFile(filepath.Join(s.base, "lock"), true)
+	orphans := s.queue(orphansQueue)
+	if err := os.MkdirAll(orphans, 0o700); err != nil {
+		return fmt.Errorf("snapshot: creating %s: %w", orphans, err)
+	}
+	global, err := lockFile(filepath.Join(s.base, ownersLockName), true)
 	if err != nil {
 		return err
 	}
@@ -213,7 +225,7 @@ func (s *Store) setupOwner() error {
 		return fmt.Errorf("snapshot: reading %s: %w", snapRoot, err)
 	}
 	for _, e := range entries {
-		if err := removeIfStale(filepath.Join(snapRoot, e.Name())); err != nil {
+		if err := removeIfStale(filepath.Join(snapRoot, e.Name()), orphans); err != nil {
 			return err
 		}
 	}
@@ -227,58 +239,20 @@ func (s *Store) setupOwner() error {
 		os.RemoveAll(dir)
 		return err
 	}
-	commit, err := os.OpenFile(filepath.Join(s.base, "commit.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	if err := os.Mkdir(filepath.Join(dir, leasesDir), 0o700); err != nil {
 		lock.Close()
 		os.RemoveAll(dir)
-		return fmt.Errorf("snapshot: opening commit lock: %w", err)
+		return fmt.Errorf("snapshot: %w", err)
 	}
-	s.ownerDir, s.ownerLock, s.commitLock = dir, lock, commit
+	s.ownerDir, s.ownerLock = dir, lock
 	return nil
 }
 
-// lockCommits takes the store-wide commit lock; call the returned function
-// to release it.
-func (s *Store) lockCommits() (func(), error) {
-	s.commitMu.Lock()
-	for {
-		err := unix.Flock(int(s.commitLock.Fd()), unix.LOCK_EX)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EINTR) {
-			s.commitMu.Unlock()
-			return nil, fmt.Errorf("locking %s: %w", s.commitLock.Name(), err)
-		}
-	}
-	return func() {
-		_ = unix.Flock(int(s.commitLock.Fd()), unix.LOCK_UN)
-		s.commitMu.Unlock()
-	}, nil
-}
-
-// lockFile opens (creating) path and takes an exclusive flock on it,
-// waiting for it if wait is set.
-func lockFile(path string, wait bool) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: opening lock %s: %w", path, err)
-	}
-	how := unix.LOCK_EX
-	if !wait {
-		how |= unix.LOCK_NB
-	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("snapshot: locking %s: %w", path, err)
-	}
-	return f, nil
-}
-
 // removeIfStale deletes an owner directory unless a live process holds its
-// lock. Mount points in it are detached first: they exist only if the dead
-// process was real root in the host's mount namespace.
-func removeIfStale(dir string) error {
+// lock, after moving its lease journals to the orphans queue. Mount points
+// in it are detached first: they exist only if the dead process was real
+// root in the host's mount namespace.
+func removeIfStale(dir, orphans string) error {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
 	if err == nil {
 		defer f.Close()
@@ -294,6 +268,9 @@ func removeIfStale(dir string) error {
 	}
 	// Held until the directory is gone, so no one else deems it alive
 	// or stale meanwhile.
+	if err := queueJournals(dir, orphans); err != nil {
+		return err
+	}
 	snaps, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("snapshot: reading stale %s: %w", dir, err)
@@ -307,6 +284,27 @@ func removeIfStale(dir string) error {
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("snapshot: removing stale %s: %w", dir, err)
+	}
+	return nil
+}
+
+// queueJournals moves the lease journals of the dead owner dir to the
+// orphans queue, where the next collection (this Open's) finds them even
+// should this process die too.
+func queueJournals(dir, orphans string) error {
+	journals, err := os.ReadDir(filepath.Join(dir, leasesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot: reading stale leases in %s: %w", dir, err)
+	}
+	for _, j := range journals {
+		from := filepath.Join(dir, leasesDir, j.Name())
+		to := filepath.Join(orphans, filepath.Base(dir)+"-"+j.Name())
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("snapshot: queueing stale lease %s: %w", from, err)
+		}
 	}
 	return nil
 }
@@ -336,23 +334,11 @@ func (s *Store) PersistentDir(name string) (string, error) {
 	return dir, nil
 }
 
-// ownerAlive reports whether a live process holds the lock of the owner
-// directory dir (this process included: flock conflicts between open
-// files, not processes).
-func ownerAlive(dir string) bool {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
-}
-
 // Containers returns the underlying containers/storage store (for images).
 func (s *Store) Containers() storage.Store { return s.store }
 
-// Close removes this Store's snapshots and shuts the store down. Calling it
-// again is a no-op.
+// Close removes this Store's snapshots, releases its leases and shuts the
+// store down. Calling it again is a no-op.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -362,6 +348,8 @@ func (s *Store) Close() error {
 	s.closed = true
 	snaps := s.snaps
 	s.snaps = nil
+	leases := s.leases
+	s.leases = nil
 	s.mu.Unlock()
 
 	var errs []error
@@ -370,10 +358,18 @@ func (s *Store) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	// Leases not released are released now.
+	var held []string
+	for l := range leases {
+		held = append(held, l.end()...)
+	}
 	// After a failed destroy a mount may remain: never recurse into it.
+	// The journals then stay too, for the next Open to collect.
 	if s.ownerDir != "" && len(errs) == 0 {
 		if err := os.RemoveAll(s.ownerDir); err != nil {
 			errs = append(errs, fmt.Errorf("snapshot: removing %s: %w", s.ownerDir, err))
+		} else if _, err := s.sweep(sweepOptions{candidates: held}); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	s.viewMu.Lock()
@@ -384,9 +380,6 @@ func (s *Store) Close() error {
 	s.viewMu.Unlock()
 	if s.ownerLock != nil {
 		s.ownerLock.Close()
-	}
-	if s.commitLock != nil {
-		s.commitLock.Close()
 	}
 	if _, err := s.store.Shutdown(false); err != nil {
 		errs = append(errs, fmt.Errorf("snapshot: shutting down store %s: %w", s.graphRoot, err))

@@ -258,16 +258,57 @@ func rmiCommand(g *globalFlags) *cobra.Command {
 			var failed []error
 			for _, ref := range args {
 				done, err := b.Images().Remove(ref)
-				for _, line := range done {
-					fmt.Println(line)
-				}
 				if err != nil {
 					failed = append(failed, err)
+					continue
+				}
+				for _, n := range done.Untagged {
+					fmt.Println("Untagged: " + n)
+				}
+				if done.Deleted != "" {
+					fmt.Println("Deleted: sha256:" + done.Deleted)
+				}
+				if done.Kept != "" {
+					fmt.Fprintf(os.Stderr, "note: image sha256:%s is in use by a running build: it is deleted, with its layers, when that build ends\n", done.Kept)
 				}
 			}
 			return errors.Join(failed...)
 		},
 	}
+}
+
+func pruneCommand(g *globalFlags) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove layers no image uses (what killed or failed builds left)",
+		Long: "Remove the layers stepexec made that no image, container or running build\n" +
+			"uses. A build killed before it could clean up leaves such layers; the next\n" +
+			"stepexec command on the store removes those it knows of, prune all of them.\n\n" +
+			"With --all, also remove the images stepexec built that have no name left\n" +
+			"(an earlier build whose -t name went to a newer one, listed as <none>),\n" +
+			"with the layers only they use.\n\n" +
+			"Layers and images other tools (podman, buildah) made are never removed.",
+		Args: exactArgs(0, "prune takes no arguments, only --all"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := openBuilder(g)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			freed, err := b.Prune(stepexec.PruneOptions{All: all})
+			for _, id := range freed.Images {
+				fmt.Println("Deleted image: sha256:" + id)
+			}
+			for _, l := range freed.Layers {
+				fmt.Printf("Deleted layer: %s (%s)\n", l.ID, units.HumanSizeWithPrecision(float64(l.Size), 3))
+			}
+			fmt.Println("Total reclaimed space: " + units.HumanSizeWithPrecision(float64(freed.Bytes()), 3))
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also remove the nameless images stepexec built")
+	return cmd
 }
 
 func exactArgs(n int, msg string) cobra.PositionalArgs {

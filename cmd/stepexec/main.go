@@ -62,6 +62,7 @@ func run() int {
 		imagesCommand(&g),
 		inspectCommand(&g),
 		rmiCommand(&g),
+		pruneCommand(&g),
 	)
 	err := rootCmd.ExecuteContext(ctx)
 	if s := sig(); s != 0 {
