@@ -64,6 +64,13 @@ func privateMounts() (bool, error) {
 	}
 }
 
+// PrivateMounts reports whether the process runs in the private mount
+// namespace Enter makes as real root.
+func PrivateMounts() bool {
+	done, _ := privateMounts()
+	return done
+}
+
 // enterRealRoot re-executes the process in place (same pid) from a sealed
 // memfd copy of its binary into a mount namespace of its own whose mounts
 // are all private, and returns there. The overlays of a real-root build
