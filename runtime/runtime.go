@@ -56,7 +56,23 @@ import (
 // running binary as "/proc/self/exe init".
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		dieWithBuilder()
 		libcontainer.Init() // never returns
+	}
+}
+
+// dieWithBuilder makes the step's init (and so its whole pid namespace)
+// die when the process running the build does, however that dies.
+// libcontainer's ParentDeathSignal only reaches its first init stage:
+// nsexec forks the real init off it (with CLONE_PARENT, so the builder is
+// its parent), and a fork clears the signal; libcontainer's Go init keeps
+// whatever signal it finds, through setuid and exec. The kernel sends it
+// when the builder's thread that forked the init exits: see onStarter.
+// (Should the builder be gone already, the init fails its handshake with
+// it and exits.)
+func dieWithBuilder() {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		os.Exit(1)
 	}
 }
 
@@ -228,7 +244,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 		Init:             true,
 		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
 	}
-	if err := c.Run(p); err != nil {
+	if err := onStarter(func() error { return c.Run(p) }); err != nil {
 		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
 	}
 	st.process = p
