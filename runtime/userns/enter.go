@@ -49,6 +49,9 @@ func Enter(mode Mode) error {
 	if isEnteredChild() {
 		return enteredChildSetup()
 	}
+	if err := os.Setenv(outerPidEnv, strconv.Itoa(os.Getpid())); err != nil {
+		return err
+	}
 	switch mode {
 	case SubIDs:
 		if err := os.Setenv(ModeEnv, SubIDs.String()); err != nil {
@@ -77,6 +80,9 @@ func enteredChildSetup() error {
 	if err := reexecSealed(); err != nil {
 		return err
 	}
+	if err := dieWithOuter(); err != nil {
+		return err
+	}
 	if CurrentMode() == SubIDs {
 		// pkg/unshare silently falls back to a single-id map when newuidmap
 		// fails: refuse to pretend we have the subid range.
@@ -93,6 +99,34 @@ func enteredChildSetup() error {
 		}
 	}
 	return nil
+}
+
+// outerPidEnv passes the pid of the process Enter runs in to the child it
+// starts in the outer namespace.
+const outerPidEnv = "_STEPEXEC_OUTER_PID"
+
+// dieWithOuter makes the child in the outer namespace die when the process
+// that started it does, SIGKILL included (which that one cannot forward):
+// the parent-death signal pkg/unshare gives it is cleared when it enters
+// the new user namespace (its capabilities change). Should the parent be
+// gone already, it stops here. A process the child starts itself (a
+// re-exec of the binary in the same namespace) has no outer to die with.
+func dieWithOuter() error {
+	env, ok := os.LookupEnv(outerPidEnv)
+	if !ok {
+		return nil
+	}
+	outer, err := strconv.Atoi(env)
+	if err != nil {
+		return fmt.Errorf("%s=%q is not a pid", outerPidEnv, env)
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("setting the parent death signal: %w", err)
+	}
+	if os.Getppid() != outer {
+		os.Exit(1) // orphaned: nobody waits for this build
+	}
+	return os.Unsetenv(outerPidEnv)
 }
 
 // reexecSealed re-executes the process once from a sealed memfd copy of
