@@ -28,12 +28,10 @@ import (
 // Tests of stepexec run as real root: what other users of the host can
 // reach of a build, and what its steps can reach of the host.
 
-// rootAccount is root's account; the test is skipped unless run as root.
+// rootAccount is root's account: the test needs to run as root.
 func rootAccount(t *testing.T) *account {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("tests root mode: run the suite as root (scripts/test.sh does)")
-	}
+	testenv.Need(t, os.Getuid() == 0, "root: this tests stepexec run as root (run the suite as root, as scripts/test.sh in CI does)")
 	testenv.Need(t, fileExists(tarball), "Alpine tarball %s (set STEPEXEC_ALPINE_TARBALL)", tarball)
 	u, err := user.Current()
 	if err != nil {
@@ -189,9 +187,9 @@ func asUser(t *testing.T, name, script string, args ...string) string {
 	return string(out)
 }
 
-// extendedAlpine writes the Alpine minirootfs plus extra entries (added
-// at the end) as a plain tarball in a's work dir, imports it as name and
-// returns the tarball's path.
+// importExtendedAlpine writes the Alpine minirootfs plus extra entries
+// (added at the end) as a plain tarball in a's work dir and imports it as
+// name.
 func (a *account) importExtendedAlpine(t *testing.T, name string, extra []tarFile) {
 	t.Helper()
 	in, err := os.Open(tarball)
@@ -272,14 +270,15 @@ func staticEuid(t *testing.T) []byte {
 }
 
 // TestRootStepOutOfOtherUsersReach runs, as real root, a RUN that makes a
-// setuid-root copy of busybox, and while it runs probes as another,
-// unprivileged user (stepexec-nosub): its mount table shows nothing of
-// the build, and no path into the store's stepexec/, overlay/ layer and
-// staging dirs, the snapshot, its upper and work dirs, the steps' roots, or
-// the builder's or the step's /proc/PID/root leads anywhere (EACCES), so
-// the setuid file can be neither found nor run. The store's parents are
-// searchable and the graph root a+x, as podman --userns=auto leaves it:
-// the store's own modes must hold. After the step the store still works.
+// setuid-root copy of a static program printing its euid, and while it
+// runs probes as another, unprivileged user (stepexec-nosub): its mount
+// table shows nothing of the build, and no path into the store's stepexec/,
+// layer and staging dirs, the snapshot, its upper and work dirs, the steps'
+// roots, or the builder's or the step's /proc/PID/root leads anywhere
+// (EACCES), so the setuid file can be neither found nor run. The store's
+// parents are searchable and the graph root a+x, as podman --userns=auto
+// leaves it: the store's own modes must hold. After the step the store
+// still works.
 func TestRootStepOutOfOtherUsersReach(t *testing.T) {
 	a := rootAccount(t)
 	_, err := exec.LookPath("setpriv")
@@ -300,9 +299,46 @@ func TestRootStepOutOfOtherUsersReach(t *testing.T) {
 	if err := os.Chmod(a.root, 0o711); err != nil { // podman's --userns=auto layout
 		t.Fatal(err)
 	}
-	// Its namespace also holds copies of whatever was mounted on the host
-	// when it started: the step's rootfs is in its steps' roots (or, as
-	// stepexec mounted it before, in the store).
+	rootfs, key := a.stepRootfs(t, builder)
+	probes := a.pathsToStep(t, builder, rootfs, key)
+	out := asUser(t, "stepexec-nosub", probeScript, probes...)
+	t.Logf("as stepexec-nosub:\n%s", out)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasSuffix(line, ": Permission denied") {
+			t.Errorf("as stepexec-nosub %s", line)
+		}
+	}
+	if n := strings.Count(out, "\n"); n != len(probes) {
+		t.Errorf("%d probe results for %d probes:\n%s", n, len(probes), out)
+	}
+	mounts := asUser(t, "stepexec-nosub", "cat /proc/self/mountinfo")
+	for _, line := range strings.Split(mounts, "\n") {
+		if strings.Contains(line, a.root) || strings.Contains(line, filepath.Dir(rootfs)) || strings.Contains(line, key) {
+			t.Errorf("another user's mount table shows the build: %s", line)
+		}
+	}
+
+	killStepSleep(t) // the RUN's `|| true` then succeeds
+	if code := b.wait(t); code != 0 {
+		t.Fatalf("build exit %d:\n%s", code, b.output())
+	}
+	if _, err := os.Lstat(filepath.Dir(rootfs)); !os.IsNotExist(err) {
+		t.Errorf("the steps' roots mount point %s is still there: %v", filepath.Dir(rootfs), err)
+	}
+	// The store works on: the layer holds the file as the image's root's.
+	ctxDir = a.writeContext(t, "suid-after", "FROM suid\nRUN test -u /suid && test \"$(stat -c %u:%g /suid)\" = 0:0\n")
+	if r := a.run(t, "build", ctxDir); r.code != 0 {
+		t.Errorf("building on the setuid layer: %s", r)
+	}
+}
+
+// stepRootfs returns the mount point of the running step's rootfs in the
+// builder's mount namespace and the step's snapshot key. That namespace
+// also holds copies of whatever was mounted on the host when it started:
+// the step's rootfs is in its steps' roots (or, as stepexec mounted it
+// before, in the store). The setuid file must be in it.
+func (a *account) stepRootfs(t *testing.T, builder int) (rootfs, key string) {
+	t.Helper()
 	var merged []string
 	for _, m := range overlayMounts(t, builder) {
 		if strings.HasPrefix(m, fmt.Sprintf("/run/stepexec/%d-", builder)) || strings.HasPrefix(m, a.root+"/") {
@@ -312,15 +348,22 @@ func TestRootStepOutOfOtherUsersReach(t *testing.T) {
 	if len(merged) != 1 {
 		t.Fatalf("the builder has step overlays %v, want one", merged)
 	}
-	rootfs := merged[0]
-	key := filepath.Base(rootfs)
+	rootfs, key = merged[0], filepath.Base(merged[0])
 	if key == "merged" { // the layout before steps' roots
 		key = filepath.Base(filepath.Dir(rootfs))
 	}
-	// As root, through the builder's mount namespace: the file is there.
 	if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s/suid", builder, rootfs)); err != nil || fi.Mode()&os.ModeSetuid == 0 {
 		t.Fatalf("the step's setuid file is not in its rootfs %s: %v %v", rootfs, fi, err)
 	}
+	return rootfs, key
+}
+
+// pathsToStep lists the probes (see probeScript) of every way into the
+// running step's files an attacker could try: the store's dirs, the
+// snapshot's, the steps' roots, the builder's and the step's /proc/PID
+// links, and running the setuid file through each.
+func (a *account) pathsToStep(t *testing.T, builder int, rootfs, key string) []string {
+	t.Helper()
 	owners, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "snapshots", "o*"))
 	layers, _ := filepath.Glob(filepath.Join(a.root, "overlay", "[0-9a-f]*"))
 	if len(owners) != 1 || len(layers) == 0 {
@@ -350,48 +393,23 @@ func TestRootStepOutOfOtherUsersReach(t *testing.T) {
 			probes = append(probes, "exec:"+p)
 		}
 	}
-	out := asUser(t, "stepexec-nosub", probeScript, probes...)
-	t.Logf("as stepexec-nosub:\n%s", out)
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if !strings.HasSuffix(line, ": Permission denied") {
-			t.Errorf("as stepexec-nosub %s", line)
-		}
-	}
-	if n := strings.Count(out, "\n"); n != len(probes) {
-		t.Errorf("%d probe results for %d probes:\n%s", n, len(probes), out)
-	}
-	mounts := asUser(t, "stepexec-nosub", "cat /proc/self/mountinfo")
-	for _, line := range strings.Split(mounts, "\n") {
-		if strings.Contains(line, a.root) || strings.Contains(line, filepath.Dir(rootfs)) || strings.Contains(line, filepath.Base(layers[0])) {
-			t.Errorf("another user's mount table shows the build: %s", line)
-		}
-	}
+	return probes
+}
 
-	// Let the step finish (its sleep is killed, `|| true` succeeds).
-	killed := 0
-	for deadline := time.Now().Add(10 * time.Second); killed == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+// killStepSleep kills the `sleep` of the running step (waiting for it to
+// start, if need be).
+func killStepSleep(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		for _, pid := range stepProcesses(t) {
 			if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasPrefix(string(cmdline), "sleep\x00") {
 				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed++
+					return
 				}
 			}
 		}
 	}
-	if killed != 1 {
-		t.Fatalf("killed %d sleeps of the step's processes", killed)
-	}
-	if code := b.wait(t); code != 0 {
-		t.Fatalf("build exit %d:\n%s", code, b.output())
-	}
-	if _, err := os.Lstat(filepath.Dir(rootfs)); !os.IsNotExist(err) {
-		t.Errorf("the steps' roots mount point %s is still there: %v", filepath.Dir(rootfs), err)
-	}
-	// The store works on: the layer holds the file as the image's root's.
-	ctxDir = a.writeContext(t, "suid-after", "FROM suid\nRUN test -u /suid && test \"$(stat -c %u:%g /suid)\" = 0:0\n")
-	if r := a.run(t, "build", ctxDir); r.code != 0 {
-		t.Errorf("building on the setuid layer: %s", r)
-	}
+	t.Fatal("the step's sleep never ran")
 }
 
 // deviceProbe is a RUN command that opens each path for reading and for
@@ -409,25 +427,15 @@ func deviceProbe(paths []string) string {
 // work. As real root the import creates the nodes for real (checked);
 // rootless it cannot, so nothing opens either.
 func TestBaseImageDeviceNodesOpenNothing(t *testing.T) {
-	nodes := []struct {
+	type devNode struct {
 		name         string
 		typ          byte
 		major, minor int64
-	}{
-		{"kmsg", tar.TypeChar, 1, 11},
-		{"loop0", tar.TypeBlock, 7, 0},
-		{"null", tar.TypeChar, 1, 3},
 	}
-	for _, d := range []struct {
-		host         string
-		major, minor int64
-	}{{"/dev/kvm", 10, 232}, {"/dev/hwrng", 10, 183}} {
-		if fileExists(d.host) {
-			nodes = append(nodes, struct {
-				name         string
-				typ          byte
-				major, minor int64
-			}{filepath.Base(d.host), tar.TypeChar, d.major, d.minor})
+	nodes := []devNode{{"kmsg", tar.TypeChar, 1, 11}, {"loop0", tar.TypeBlock, 7, 0}, {"null", tar.TypeChar, 1, 3}}
+	for _, n := range []devNode{{"kvm", tar.TypeChar, 10, 232}, {"hwrng", tar.TypeChar, 10, 183}} {
+		if fileExists("/dev/" + n.name) { // what the host has, a step must not reach
+			nodes = append(nodes, n)
 		}
 	}
 	extra := []tarFile{{hdr: tar.Header{Name: "devs/", Mode: 0o755, Typeflag: tar.TypeDir}}}
