@@ -244,6 +244,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 		Init:             true,
 		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
 	}
+	// Forked from the starter's thread, for the init's parent-death signal.
 	if err := onStarter(func() error { return c.Run(p) }); err != nil {
 		return res, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
 	}
@@ -441,6 +442,8 @@ func (s *step) config() (*configs.Config, error) {
 	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
 	if s.r.realRoot {
 		cg.Path = "/" + cgroupParent + "/" + s.spec.ID
+		// Never leave it empty: with cgroups/devices imported an empty
+		// list is applied too, and denies every device.
 		cg.Resources.Devices = deviceRules()
 	} else {
 		// Inside a user namespace on a host without cgroup delegation:
