@@ -13,7 +13,10 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/vishvananda/netlink v1.3.1 // indirect
+require (
+	github.com/cilium/ebpf v0.17.3 // indirect
+	github.com/vishvananda/netlink v1.3.1 // indirect
+)
 
 require (
 	cyphar.com/go-pathrs v0.2.6 // indirect
