@@ -43,7 +43,10 @@ func Reexec() bool {
 // EnterNamespace checks the host and, when not run as root, re-executes the
 // program once inside a user and mount namespace that maps the caller's
 // subordinate ids; the original process then only waits and exits with the
-// child's status, so EnterNamespace returns only in the child (or as root).
+// child's status, so EnterNamespace returns only in the child. As root it
+// re-executes the program in place (same pid) into a private mount
+// namespace, where the build's mounts stay out of every other process's
+// reach.
 func EnterNamespace(mode userns.Mode) error {
 	// The re-executed child is already where the checks lead.
 	entered := os.Getenv(userns.ModeEnv) != "" && os.Geteuid() == 0 && userns.InUserNamespace()

@@ -19,7 +19,10 @@
 // up.
 // The process gets Docker's default capabilities, masked /proc paths and
 // seccomp profile (see defaultSeccomp), without no_new_privs, as docker
-// runs RUN steps.
+// runs RUN steps. Its /dev holds only the devices docker allows; as real
+// root the step's cgroup also denies every other device (deviceRules),
+// whatever nodes the rootfs holds (snapshots mount it nodev as well).
+// A real-root process removes the cgroups a killed one left (New).
 //
 // A binary importing this package doubles as libcontainer's "init": see
 // the package init function.
@@ -124,7 +127,8 @@ type Runtime struct {
 }
 
 // New prepares a Runtime: creates its state dir and reads the id maps the
-// steps' nested user namespaces will get.
+// steps' nested user namespaces will get. As real root it also removes the
+// cgroups of stepexec processes that died without doing so.
 func New(opts Options) (*Runtime, error) {
 	uids, gids, err := userns.NestedIDMaps()
 	if err != nil {
@@ -154,14 +158,14 @@ func New(opts Options) (*Runtime, error) {
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
 		seccomp:    sc,
 	}
-	if r.realRoot {
-		removeStaleCgroups()
-	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("runtime: creating %s: %w", d, err)
 		}
+	}
+	if r.realRoot {
+		removeStaleCgroups()
 	}
 	return r, nil
 }
@@ -373,34 +377,6 @@ func removeStub(p string) {
 	}
 }
 
-// cgroupParent names the cgroup (v1: in every hierarchy) real-root steps
-// get their own cgroup under: one per process, so that removing it never
-// races with another stepexec process creating a step cgroup in it.
-var cgroupParent = "stepexec-" + strconv.Itoa(os.Getpid())
-
-// stepStarting counts a real-root step that may create cgroups.
-func (r *Runtime) stepStarting() {
-	r.mu.Lock()
-	r.active++
-	r.mu.Unlock()
-}
-
-// stepDone removes the parent cgroup dirs libcontainer's Destroy leaves
-// behind once no step of r is running.
-func (r *Runtime) stepDone() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.active--
-	if r.active > 0 {
-		return
-	}
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent)
-	dirs = append(dirs, "/sys/fs/cgroup/"+cgroupParent) // cgroup v2
-	for _, d := range dirs {
-		_ = unix.Rmdir(d) // ENOENT/EBUSY are fine
-	}
-}
-
 // Docker's default capability set.
 var defaultCaps = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
@@ -488,10 +464,9 @@ func (s *step) config() (*configs.Config, error) {
 	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
 	if s.r.realRoot {
 		cg.Path = "/" + cgroupParent + "/" + s.spec.ID
-		// No device cgroup rules: the step is in a user namespace, where
-		// the kernel refuses mknod of device nodes anyway, and /dev only
-		// holds bind mounts of AllowedDevices. (Rules would need
-		// github.com/opencontainers/cgroups/devices and its eBPF deps.)
+		// Never leave it empty: with cgroups/devices imported an empty
+		// list is applied too, and denies every device.
+		cg.Resources.Devices = deviceRules()
 	} else {
 		// Inside a user namespace on a host without cgroup delegation:
 		// no limits. libcontainer ignores permission errors only when

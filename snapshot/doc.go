@@ -31,11 +31,24 @@
 // itself ever appears and nothing survives the process. Files keep their
 // image ids on disk: what the step's root writes is stored as uid 0, and
 // overlay's whiteouts and trusted.overlay.opaque xattrs are unchanged.
-// The path to the merged directory is made searchable by others (o+x on
-// the graph root and its ancestors, as podman does for containers in a
-// user namespace), since libcontainer resolves it as the step's root.
 // Prepare's snapshots are not idmapped: this process (an import, WORKDIR)
 // writes in them with its own ids. Rootless, both are the same.
+//
+// As real root nothing of a store is open to other users: stepexec's
+// directories, owner and snapshot directories are 0700 (an upper dir holds
+// what the step wrote, setuid-root files included), and every overlay
+// lives in the process's private mount namespace (userns.Enter), in no
+// other process's mount table. Since libcontainer resolves a step's rootfs
+// path as the step's root, a host uid with no right to those directories,
+// step snapshots are mounted in a tmpfs of the Store's own, 0711, mounted
+// on <stepRootsBase>/<pid>-<random> (/run/stepexec/...) in that namespace
+// only: everywhere else that is an empty 0700 directory, which the next
+// Open removes once its process is gone. Open also takes back the o+x that
+// stepexec versions before this design gave others on the store and its
+// ancestors (see repairTraversal).
+//
+// Every snapshot's overlay is mounted nodev: device nodes in layers (a base
+// image's, created for real as root) open nothing.
 //
 // Commit unmounts the snapshot and writes its upper directory as a layer tar
 // (WriteLayerTar) through tar-split's disassembler while hashing it: this
@@ -79,7 +92,9 @@
 // holds are recorded under it shared, right after the lookup they follow.
 //
 // Open must run as uid 0: real root, or root of the outer user namespace the
-// stepexec binary re-executes into (go.podman.io/storage/pkg/unshare). Any
+// stepexec binary re-executes into (go.podman.io/storage/pkg/unshare). As
+// real root PrepareStep also needs the private mount namespace userns.Enter
+// makes, and refuses to mount in a shared one. Any
 // main or test main using this package must begin with
 // `if reexec.Init() { return }` (go.podman.io/storage/pkg/reexec).
 package snapshot

@@ -15,12 +15,18 @@ import (
 // (see userns.Shift): detached idmapped clones of the overlay driver's
 // home, <graphroot>/overlay (every layer's diff dir), and of the Store's
 // owner dir (every snapshot's upper and work dir, which overlay wants on
-// one mount). They are made once, on the first PrepareStep, and closed by
-// Close. Being attached nowhere, they cannot outlive the process nor be
-// seen in any mount table; an overlay mounted on them keeps what it uses.
+// one mount), and the directory the overlays are mounted in. The clones
+// are made once, on the first PrepareStep, and closed by Close. Being
+// attached nowhere, they cannot outlive the process nor be seen in any
+// mount table; an overlay mounted on them keeps what it uses.
 type stepView struct {
 	shift         *userns.Shift
 	layers, snaps *os.File
+	// roots is a tmpfs in this process's private mount namespace, the
+	// only place on a path the step's root (a host uid without any right
+	// to the store's 0700 directories) may resolve, as libcontainer's init
+	// resolves the rootfs; see stepRoots.
+	roots *stepRoots
 }
 
 // stepView returns the Store's view for steps, making it on first use, or
@@ -36,28 +42,32 @@ func (s *Store) stepView() (*stepView, error) {
 	if err != nil || shift == nil {
 		return nil, err
 	}
-	if err := makeTraversable(s.ownerDir); err != nil {
+	roots, err := mountStepRoots()
+	if err != nil {
 		return nil, err
 	}
 	home := filepath.Join(s.graphRoot, "overlay")
 	layers, err := shift.Clone(home)
 	if err != nil {
+		roots.close()
 		return nil, err
 	}
 	snaps, err := shift.Clone(s.ownerDir)
 	if err != nil {
 		layers.Close()
+		roots.close()
 		return nil, err
 	}
-	s.view = &stepView{shift: shift, layers: layers, snaps: snaps}
+	s.view = &stepView{shift: shift, layers: layers, snaps: snaps, roots: roots}
 	return s.view, nil
 }
 
 // close drops the clones (an overlay still mounted on them keeps its own
-// references).
-func (v *stepView) close() {
+// references) and unmounts the roots' tmpfs with whatever is left on it.
+func (v *stepView) close() error {
 	v.layers.Close()
 	v.snaps.Close()
+	return v.roots.close()
 }
 
 // setLayers gives the overlay being configured on fsfd its lower, upper
@@ -100,26 +110,4 @@ func (v *stepView) rel(s *Store, lower string) (string, error) {
 		return "", fmt.Errorf("layer dir %s is not under %s", lower, home)
 	}
 	return rel, nil
-}
-
-// makeTraversable adds search permission for others (o+x) to dir and each
-// of its ancestors that lacks it, as podman does for containers in a user
-// namespace (libpod's makeAccessible): libcontainer's init resolves the
-// rootfs path as the step's root, a host uid that owns none of them and
-// has no capability over them. Nothing is made listable or readable.
-func makeTraversable(dir string) error {
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		var st unix.Stat_t
-		if err := unix.Stat(d, &st); err != nil {
-			return fmt.Errorf("making %s reachable for steps: %w", dir, err)
-		}
-		if st.Mode&0o001 == 0 {
-			if err := unix.Chmod(d, (st.Mode&0o7777)|0o001); err != nil {
-				return fmt.Errorf("making %s reachable for steps: %w", dir, err)
-			}
-		}
-		if d == "/" {
-			return nil
-		}
-	}
 }

@@ -88,8 +88,11 @@ func TestPrepareStepIDMapped(t *testing.T) {
 	if !snap.IDMapped {
 		t.Error("PrepareStep as real root: IDMapped is false")
 	}
-	if m := mountsUnder(t, dir); len(m) != 1 || m[0] != snap.Dir {
-		t.Errorf("mounts under the store while the snapshot lives: %v, want only %s", m, snap.Dir)
+	if m := mountsUnder(t, dir); len(m) != 0 {
+		t.Errorf("mounts under the store while the snapshot lives: %v, want none (steps' roots are in %s)", m, stepRootsBase)
+	}
+	if m := mountsUnder(t, s.view.roots.dir); len(m) != 2 || m[1] != snap.Dir {
+		t.Errorf("mounts under the steps' roots %s: %v, want it and %s", s.view.roots.dir, m, snap.Dir)
 	}
 	uid, _ := sh.Root()
 	out := inStep(t, sh, snap.Dir, `

@@ -15,7 +15,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage/pkg/reexec"
-	"go.podman.io/storage/pkg/unshare"
+
+	"github.com/stepexec/stepexec/runtime/userns"
 )
 
 // helperEnv makes the test binary act as a store user that gets killed (see
@@ -26,9 +27,14 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
-	// As a non-root user, become root of an outer user namespace with the
-	// user's subordinate ids, as the stepexec binary does.
-	unshare.MaybeReexecUsingUserNamespace(false)
+	// As the stepexec binary does: as a non-root user, become root of an
+	// outer user namespace with the user's subordinate ids; as real root,
+	// get a private mount namespace (snapshots for steps are mounted only
+	// in one).
+	if err := userns.Enter(userns.SubIDs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if root := os.Getenv(helperEnv); root != "" {
 		os.Exit(runKilledHelper(root))
 	}
@@ -93,10 +99,20 @@ func openTestStore(t testing.TB) (*Store, string) {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
+		var roots string
+		if s.view != nil {
+			roots = s.view.roots.dir
+		}
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 		assertNoMountsUnder(t, dir)
+		if roots != "" {
+			assertNoMountsUnder(t, roots)
+			if _, err := os.Lstat(roots); !os.IsNotExist(err) {
+				t.Errorf("the steps' roots mount point %s is still there after Close: %v", roots, err)
+			}
+		}
 	})
 	return s, dir
 }

@@ -49,6 +49,10 @@ var errNoNewAPI = errors.New("new mount API with lowerdir+ unavailable")
 // mountOverlay mounts m.target. It prefers fsopen/fsconfig, which takes the
 // lower dirs one by one ("lowerdir+", no option-length limit), and falls back
 // to mount(2) with a "lowerdir=a:b:c" string on older kernels.
+//
+// The mount is nodev: a device node in a layer (a base image's, created
+// for real as root) opens nothing, in a step or here. A step's /dev is a
+// mount of its own holding only the devices docker allows.
 func mountOverlay(m overlayMount) error {
 	if m.view != nil {
 		// Layers as fds need the new API (6.13+); StepShift checked that
@@ -139,7 +143,7 @@ func mountOverlayFsopen(m overlayMount) error {
 	if err := unix.FsconfigCreate(fd); err != nil {
 		return fsError(fd, fmt.Sprintf("creating overlay for %s", m.target), err)
 	}
-	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, readOnlyAttr(m.readOnly))
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV|readOnlyAttr(m.readOnly))
 	if err != nil {
 		return fsError(fd, fmt.Sprintf("fsmount overlay for %s", m.target), err)
 	}
@@ -195,7 +199,7 @@ func mountOverlayLegacy(m overlayMount) error {
 	if len(opts) >= unix.Getpagesize() {
 		return fmt.Errorf("mounting overlay at %s: %d lower layers make a %d-byte option string, over the page-size limit of this kernel's mount(2) (kernel 6.8+ has no limit)", m.target, len(lowers), len(opts))
 	}
-	if err := unix.Mount("overlay", m.target, "overlay", flags, opts); err != nil {
+	if err := unix.Mount("overlay", m.target, "overlay", unix.MS_NODEV|flags, opts); err != nil {
 		return fmt.Errorf("mounting overlay at %s (options %s): %w", m.target, opts, err)
 	}
 	return nil

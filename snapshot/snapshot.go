@@ -53,30 +53,36 @@ const maxLowers = 500
 type snapState struct {
 	snap    Snapshot
 	dir     string // <owner>/<key>
+	target  string // the overlay's mount point: <dir>/merged, or in stepView.roots
 	mounted bool
 	view    bool // read-only (View): cannot be committed
 }
 
-func (st *snapState) upper() string  { return filepath.Join(st.dir, "upper") }
-func (st *snapState) merged() string { return filepath.Join(st.dir, "merged") }
+func (st *snapState) upper() string { return filepath.Join(st.dir, "upper") }
 
 // unmountOnce detaches the merged dir if it is still mounted.
 func (st *snapState) unmountOnce() error {
 	if !st.mounted {
 		return nil
 	}
-	if err := unmount(st.merged()); err != nil {
+	if err := unmount(st.target); err != nil {
 		return fmt.Errorf("snapshot %q: %w", st.snap.Key, err)
 	}
 	st.mounted = false
 	return nil
 }
 
-// destroy unmounts and deletes the snapshot directory. It deletes nothing
-// while the mount might still be there.
+// destroy unmounts and deletes the snapshot directory (and its mount point
+// when that is outside it). It deletes nothing while the mount might still
+// be there.
 func (st *snapState) destroy() error {
 	if err := st.unmountOnce(); err != nil {
 		return err
+	}
+	if st.target != "" && filepath.Dir(st.target) != st.dir {
+		if err := os.Remove(st.target); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("snapshot %q: removing %s: %w", st.snap.Key, st.target, err)
+		}
 	}
 	if err := os.RemoveAll(st.dir); err != nil {
 		return fmt.Errorf("snapshot %q: removing %s: %w", st.snap.Key, st.dir, err)
@@ -150,24 +156,40 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 		}
 	}()
 
-	m := overlayMount{
-		upper:     st.upper(),
-		work:      filepath.Join(st.dir, "work"),
-		target:    st.merged(),
-		userxattr: inUserNamespace(),
-	}
-	// A step's root must be able to reach merged/ (makeTraversable).
-	perm := os.FileMode(0o700)
-	if view != nil {
-		perm = 0o701
-	}
-	if err := os.Mkdir(st.dir, perm); err != nil {
+	if err := s.mountSnapshot(st, parent, view); err != nil {
 		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+	}
+	ok = true
+	snap := st.snap
+	return &snap, nil
+}
+
+// mountSnapshot creates st's directories and mounts its overlay on the
+// layer parent ("" = an empty tree); with a view, for a step of a
+// real-root process (see stepView).
+func (s *Store) mountSnapshot(st *snapState, parent string, view *stepView) error {
+	key := st.snap.Key
+	st.target = filepath.Join(st.dir, "merged")
+	if view != nil {
+		// The step's root resolves this path: see stepView.roots.
+		st.target = filepath.Join(view.roots.dir, key)
+	}
+	m := overlayMount{
+		upper:          st.upper(),
+		work:           filepath.Join(st.dir, "work"),
+		target:         st.target,
+		userxattr:      inUserNamespace(),
+		forceLegacyAPI: forceLegacyMount,
+	}
+	// Only root (and overlayfs, through the view's clones) may enter it:
+	// the upper dir holds whatever the step writes, setuid files included.
+	if err := os.Mkdir(st.dir, 0o700); err != nil {
+		return err
 	}
 	if parent != "" {
 		id, lowers, shortcuts, err := s.standOn(st, parent)
 		if err != nil {
-			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+			return err
 		}
 		st.snap.Parent = id
 		m.lowers, m.legacyShortcuts = lowers, shortcuts
@@ -175,7 +197,6 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 		// overlay needs at least one lower dir.
 		m.lowers = []string{s.empty}
 	}
-	m.forceLegacyAPI = forceLegacyMount
 	if view != nil {
 		m.view = view
 		m.upperRel, m.workRel = filepath.Join(key, "upper"), filepath.Join(key, "work")
@@ -185,7 +206,7 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 			for _, l := range m.lowers {
 				rel, err := view.rel(s, l)
 				if err != nil {
-					return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+					return err
 				}
 				m.lowerRels = append(m.lowerRels, rel)
 			}
@@ -200,17 +221,15 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 	for _, d := range dirs {
 		// upper's root attributes become the rootfs root's.
 		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+			return err
 		}
 	}
 	if err := mountOverlay(m); err != nil {
-		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
+		return err
 	}
 	st.mounted = true
 	st.snap.Dir = m.target
-	ok = true
-	snap := st.snap
-	return &snap, nil
+	return nil
 }
 
 // parentFile, in a snapshot's directory, names the layer it was prepared

@@ -204,6 +204,9 @@ func rootlessRunRoot(uid int, xdg string, xdgSet bool, owned func(string) bool, 
 // so that a directory being created is never taken for a stale one.
 func (s *Store) setupOwner() error {
 	snapRoot := filepath.Join(s.base, "snapshots")
+	if err := repairTraversal(s.graphRoot); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(snapRoot, 0o700); err != nil {
 		return fmt.Errorf("snapshot: creating %s: %w", snapRoot, err)
 	}
@@ -228,6 +231,9 @@ func (s *Store) setupOwner() error {
 		if err := removeIfStale(filepath.Join(snapRoot, e.Name()), orphans); err != nil {
 			return err
 		}
+	}
+	if os.Geteuid() == 0 && !inUserNamespace() {
+		removeStaleStepRoots()
 	}
 
 	dir, err := os.MkdirTemp(snapRoot, "o")
@@ -374,7 +380,9 @@ func (s *Store) Close() error {
 	}
 	s.viewMu.Lock()
 	if s.view != nil {
-		s.view.close()
+		if err := s.view.close(); err != nil {
+			errs = append(errs, fmt.Errorf("snapshot: %w", err))
+		}
 		s.view = nil
 	}
 	s.viewMu.Unlock()

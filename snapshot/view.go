@@ -35,19 +35,17 @@ func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error)
 	if err := os.Mkdir(st.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 	}
-	if err := os.Mkdir(st.merged(), 0o755); err != nil {
+	st.target = filepath.Join(st.dir, "merged")
+	if err := os.Mkdir(st.target, 0o755); err != nil {
 		return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 	}
 	if parent != "" {
-		id, lowers, shortcuts, err := s.lowerDirs(parent)
+		// The parent file keeps the viewed layers from garbage collection.
+		id, lowers, shortcuts, err := s.standOn(st, parent)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 		}
 		st.snap.Parent = id
-		// The parent file keeps DeleteLayer off the layers while viewed.
-		if err := os.WriteFile(filepath.Join(st.dir, parentFile), []byte(id), 0o600); err != nil {
-			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
-		}
 		// Overlay needs two lower dirs when it has no upper one.
 		if len(lowers) == 1 {
 			lowers = append(lowers, s.empty)
@@ -55,13 +53,13 @@ func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error)
 				shortcuts = append(shortcuts, s.empty)
 			}
 		}
-		m := overlayMount{lowers: lowers, legacyShortcuts: shortcuts, target: st.merged(), userxattr: inUserNamespace(), readOnly: true}
+		m := overlayMount{lowers: lowers, legacyShortcuts: shortcuts, target: st.target, userxattr: inUserNamespace(), readOnly: true}
 		if err := mountOverlay(m); err != nil {
 			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 		}
 		st.mounted = true
 	}
-	st.snap.Dir = st.merged()
+	st.snap.Dir = st.target
 	ok = true
 	snap := st.snap
 	return &snap, nil

@@ -30,8 +30,9 @@ func isEnteredChild() bool {
 }
 
 // Enter puts the process into the outer user+mount namespace. As real root
-// no namespace is made: Enter only re-execs the process in place (same pid)
-// from a sealed memfd copy of its binary, once, and returns there. In the
+// no user namespace is made: Enter re-execs the process in place (same pid)
+// from a sealed memfd copy of its binary, once, into a mount namespace of
+// its own with every mount private, and returns there. In the
 // child Enter already re-exec'd it returns at once (after making "/"
 // rprivate so its mounts never propagate). Otherwise it
 // re-execs the binary with the same arguments into CLONE_NEWUSER|CLONE_NEWNS
@@ -41,11 +42,11 @@ func isEnteredChild() bool {
 // child's exit status: in the parent Enter does not return unless it fails.
 //
 // Callers must call go.podman.io/storage/pkg/reexec.Init() first, and the
-// binary must be built with cgo (the namespace is joined by a C constructor
-// of pkg/unshare before the Go runtime starts).
+// binary must be built with cgo (the namespaces are made by C constructors,
+// pkg/unshare's and this package's, before the Go runtime starts).
 func Enter(mode Mode) error {
 	if isRealRoot() {
-		return reexecSealed()
+		return enterRealRoot()
 	}
 	if isEnteredChild() {
 		return enteredChildSetup()
@@ -112,6 +113,12 @@ func reexecSealed() error {
 	if exeseal.IsSelfExeCloned() {
 		return nil
 	}
+	return execSealedCopy()
+}
+
+// execSealedCopy execs a sealed memfd copy of the running binary with the
+// same arguments and environment; it returns only on failure.
+func execSealedCopy() error {
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return fmt.Errorf("opening own binary: %w", err)

@@ -31,18 +31,26 @@ func TestMain(m *testing.M) {
 		}
 		uid, _ := os.ReadFile("/proc/self/uid_map")
 		exe, _ := os.Readlink("/proc/self/exe")
-		fmt.Printf("pid=%d euid=%d mode=%s exe=%s\n%s", os.Getpid(), os.Geteuid(), CurrentMode(), exe, uid)
+		mntns, _ := os.Readlink("/proc/self/ns/mnt")
+		_, leaked := os.LookupEnv(privateMountsEnv)
+		fmt.Printf("pid=%d euid=%d mode=%s exe=%s mntns=%s shared=%v leaked=%v\n%s", os.Getpid(), os.Geteuid(), CurrentMode(), exe, mntns, sharedMounts(), leaked, uid)
 		os.Exit(7) // the parent must pass the child's status through
 	}
 	os.Exit(m.Run())
 }
 
-// TestEnterRealRoot checks that as real root Enter makes no namespace but
-// re-executes the process in place (same pid, same arguments) from a
-// sealed memfd, so libcontainer does not seal or copy the binary per step.
+// TestEnterRealRoot checks that as real root Enter makes no user namespace
+// but re-executes the process in place (same pid, same arguments) from a
+// sealed memfd, so libcontainer does not seal or copy the binary per step,
+// into a mount namespace of its own where no mount propagates to or from
+// the host, without passing the request on to its children.
 func TestEnterRealRoot(t *testing.T) {
 	if os.Geteuid() != 0 || InUserNamespace() {
 		t.Skip("needs real root; TestEnter covers the unprivileged case")
+	}
+	hostNS, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=subids")
@@ -51,10 +59,35 @@ func TestEnterRealRoot(t *testing.T) {
 		t.Fatalf("exit %v, want 7: %v\n%s", cmd.ProcessState, err, out)
 	}
 	norm := strings.Join(strings.Fields(string(out)), " ")
-	want := fmt.Sprintf("pid=%d euid=0 mode=subids exe=/memfd:runc_cloned:stepexec (deleted) 0 0 4294967295", cmd.Process.Pid)
+	var mntns string
+	for _, f := range strings.Fields(norm) {
+		if v, ok := strings.CutPrefix(f, "mntns="); ok {
+			mntns = v
+		}
+	}
+	if mntns == "" || mntns == hostNS {
+		t.Errorf("mount namespace %q, want a new one (not the test's %s)", mntns, hostNS)
+	}
+	want := fmt.Sprintf("pid=%d euid=0 mode=subids exe=/memfd:runc_cloned:stepexec (deleted) mntns=%s shared=[] leaked=false 0 0 4294967295", cmd.Process.Pid, mntns)
 	if norm != want {
 		t.Errorf("got %q, want %q", norm, want)
 	}
+}
+
+// sharedMounts lists the mount points of this process's mount table that
+// are in a peer group (propagate mount events).
+func sharedMounts() []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var shared []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		for i := 6; i < len(f) && f[i] != "-"; i++ {
+			if strings.HasPrefix(f[i], "shared:") {
+				shared = append(shared, f[4])
+			}
+		}
+	}
+	return shared
 }
 
 func TestEnter(t *testing.T) {

@@ -9,9 +9,10 @@
 //   - nested namespace: the fresh user namespace libcontainer makes for
 //     each RUN step inside the outer one; see NestedIDMaps.
 //
-// As real root (euid 0 in the initial user namespace) no outer namespace is
-// made: the same code runs on the host, and steps' namespaces map ids
-// 0..65535 to root's subordinate ids (see Shift).
+// As real root (euid 0 in the initial user namespace) no outer user
+// namespace is made: the same code runs with the host's ids, in a mount
+// namespace of its own (see Enter), and steps' namespaces map ids 0..65535
+// to root's subordinate ids (see Shift).
 package userns
 
 import (
