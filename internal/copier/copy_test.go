@@ -22,6 +22,7 @@ type copyCase struct {
 	opts    Options // Chown is set to the test owner
 	want    []string
 	wantErr string
+	root    bool // needs root (e.g. it reads back files of mode 0000)
 }
 
 func runCopyCases(t *testing.T, cases []copyCase) {
@@ -32,7 +33,11 @@ func runCopyCases(t *testing.T, cases []copyCase) {
 
 func runCopyCase(t *testing.T, tc copyCase) {
 	t.Helper()
+	if tc.root {
+		needRoot(t)
+	}
 	srcDir, destDir := t.TempDir(), t.TempDir()
+	t.Cleanup(func() { makeRemovable(srcDir); makeRemovable(destDir) })
 	mkTree(t, srcDir, tc.src...)
 	mkTree(t, destDir, tc.image...)
 	src := Source{Root: srcDir}

@@ -23,6 +23,7 @@ import (
 type node struct {
 	path, kind string
 	mode       uint32
+	modeSet    bool
 	data       string
 }
 
@@ -37,7 +38,7 @@ func parseNode(t testing.TB, spec string) node {
 	if len(rest) > 0 {
 		var m uint32
 		if _, err := fmt.Sscanf(rest[0], "%o", &m); err == nil && strings.HasPrefix(rest[0], "0") {
-			n.mode = m
+			n.mode, n.modeSet = m, true
 			rest = rest[1:]
 		}
 	}
@@ -60,9 +61,9 @@ func mkTree(t testing.TB, dir string, specs ...string) {
 		var err error
 		switch n.kind {
 		case "f":
-			err = os.WriteFile(p, []byte(n.data), fs.FileMode(or(n.mode, 0o644)))
+			err = os.WriteFile(p, []byte(n.data), fs.FileMode(n.or(0o644)))
 			if err == nil {
-				err = os.Chmod(p, modeOf(or(n.mode, 0o644)))
+				err = os.Chmod(p, modeOf(n.or(0o644)))
 			}
 		case "d":
 			err = os.MkdirAll(p, 0o755)
@@ -72,13 +73,14 @@ func mkTree(t testing.TB, dir string, specs ...string) {
 		case "h":
 			err = os.Link(filepath.Join(dir, n.data), p)
 		case "p":
-			err = unix.Mkfifo(p, or(n.mode, 0o644))
+			err = unix.Mkfifo(p, n.or(0o644))
 		case "s":
 			var l net.Listener
 			l, err = net.Listen("unix", p)
 			if err == nil {
 				l.(*net.UnixListener).SetUnlinkOnClose(false)
 				l.Close()
+				err = os.Chmod(p, modeOf(n.or(0o755)))
 			}
 		default:
 			t.Fatalf("bad node kind in %q", s)
@@ -88,17 +90,30 @@ func mkTree(t testing.TB, dir string, specs ...string) {
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(filepath.Join(dir, dirs[i].path), modeOf(or(dirs[i].mode, 0o755))); err != nil {
+		if err := os.Chmod(filepath.Join(dir, dirs[i].path), modeOf(dirs[i].or(0o755))); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func or(m, def uint32) uint32 {
-	if m == 0 {
+// makeRemovable gives the owner rwx on every directory below dir, so that
+// an unprivileged test can remove trees holding read-only directories.
+func makeRemovable(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				os.Chmod(p, info.Mode().Perm()|0o700)
+			}
+		}
+		return nil
+	})
+}
+
+func (n node) or(def uint32) uint32 {
+	if !n.modeSet {
 		return def
 	}
-	return m
+	return n.mode
 }
 
 // modeOf converts st_mode permission and special bits to an os.FileMode.
