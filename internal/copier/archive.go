@@ -193,11 +193,16 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		defer l.close()
 		lfd, lname = l.parent, l.name
 	}
+	// A directory or symlink entry, or a removed directory, may change what
+	// the cached parent's path names: drop it once this entry is done.
+	if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeSymlink {
+		defer x.dropParent()
+	}
 	var cur unix.Stat_t
 	if err := unix.Fstatat(pfd, base, &cur, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		if !(cur.Mode&unix.S_IFMT == unix.S_IFDIR && hdr.Typeflag == tar.TypeDir) {
 			if cur.Mode&unix.S_IFMT == unix.S_IFDIR {
-				x.dropParent()
+				defer x.dropParent()
 			}
 			if err := removeAllAt(pfd, base); err != nil {
 				return fmt.Errorf("replace existing: %w", err)
@@ -205,9 +210,6 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 	} else if err != unix.ENOENT {
 		return err
-	}
-	if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeGNUSparse && hdr.Typeflag != tar.TypeLink {
-		x.dropParent() // it may change what a cached parent path names
 	}
 	skipped, err := x.create(hdr, r, pfd, base, lfd, lname)
 	if err != nil || skipped {
