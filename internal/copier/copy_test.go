@@ -223,3 +223,32 @@ func TestCopySourceRules(t *testing.T) {
 			opts: Options{Sources: []string{"l"}, Dest: "/x"}, wantErr: `source "l": not found`},
 	})
 }
+
+// Check is BuildKit's "failed to calculate checksum …: not found": every
+// plain source must exist and not be ignored; wildcards may match nothing.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	mkTree(t, dir, "foo f", "sub/x f", "secret f", "link l sub")
+	pm, err := patternmatcher.New([]string{"secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := Source{Root: dir, Ignore: pm}
+	if err := Check(src, []string{"foo", "/sub/x", "link/x", "sub/./x", "*.nomatch", "nodir/*", "."}); err != nil {
+		t.Fatalf("Check of present sources: %v", err)
+	}
+	err = Check(src, []string{"missing", "secret", "foo", "sub/missing", "sub/./y"})
+	if err == nil {
+		t.Fatal("Check of missing sources passed")
+	}
+	msg := err.Error()
+	for _, want := range []string{`source "missing": not found`, `source "secret": not found: excluded by .dockerignore`,
+		`source "sub/missing": not found`, `source "sub/./y": not found`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, `"foo"`) {
+		t.Errorf("error %q names a present source", msg)
+	}
+}
