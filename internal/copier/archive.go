@@ -57,11 +57,11 @@ func compressionOf(head []byte) archiveKind {
 // none) and the decompressed stream starts with a valid tar header. A
 // compressed file that is not a tar, or a broken one, is copied as is. It
 // reads with pread, leaving the file's offset alone.
-func detectArchive(f *os.File) (archiveKind, error) {
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 64<<10)
+func detectArchive(fd int, size int64) (archiveKind, error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(preader(fd), 0, size), 64<<10)
 	head, err := br.Peek(10)
 	if err != nil && err != io.EOF {
-		return notArchive, fmt.Errorf("read %s: %w", f.Name(), err)
+		return notArchive, fmt.Errorf("read: %w", err)
 	}
 	kind := compressionOf(head)
 	r, err := decompress(br, kind, false)
@@ -124,17 +124,22 @@ type dirTime struct {
 	atime, mtime time.Time
 }
 
-// run extracts the first size bytes of f and returns their sha256.
-func (x *extractor) run(f *os.File, size int64, kind archiveKind) ([]byte, error) {
+// run extracts the first size bytes of the archive fd and returns their sha256.
+func (x *extractor) run(fd int, size int64, kind archiveKind) ([]byte, error) {
 	x.parent.fd = -1
 	defer x.dropParent()
 	h := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(f, 0, size), h), 1<<20)
+	br := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(preader(fd), 0, size), h), 1<<20)
 	dr, err := decompress(br, kind, true)
 	if err != nil {
 		return nil, err
 	}
-	defer dr.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			dr.Close()
+		}
+	}()
 	tr := tar.NewReader(dr)
 	for {
 		if err := x.ctx.Err(); err != nil {
@@ -156,7 +161,13 @@ func (x *extractor) run(f *os.File, size int64, kind archiveKind) ([]byte, error
 			return nil, fmt.Errorf("entry %q: %w", d.rel, err)
 		}
 	}
-	if _, err := io.Copy(io.Discard, br); err != nil { // the rest (padding) is part of the digest
+	// The rest (padding, trailing data) is part of the digest. zstd and
+	// pgzip read ahead in goroutines: stop them before reading on.
+	closed = true
+	if err := dr.Close(); err != nil {
+		return nil, fmt.Errorf("read archive: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return nil, fmt.Errorf("read archive: %w", err)
 	}
 	return h.Sum(nil), nil

@@ -16,7 +16,7 @@ func (c *checksummer) dir(*entry) error         { return nil }
 func (c *checksummer) endDir(*entry) error      { return nil }
 
 func (c *checksummer) leaf(_ *match, e *entry) ([]byte, error) {
-	if e.file == nil || e.hardlink != "" || e.kind() != unix.S_IFREG {
+	if e.fd < 0 || e.hardlink != "" || e.kind() != unix.S_IFREG {
 		return nil, nil
 	}
 	return c.hash(e)
@@ -29,8 +29,8 @@ func (c *checksummer) hash(e *entry) ([]byte, error) {
 		c.buf = make([]byte, bufSize)
 	}
 	h := sha256.New()
-	if err := hashRange(h, e.file, e.st.Size, c.buf); err != nil {
-		return nil, fmt.Errorf("%s: %w", e.file.Name(), err)
+	if err := hashRange(h, e.fd, e.st.Size, c.buf); err != nil {
+		return nil, fmt.Errorf("%s: %w", e.name, err)
 	}
 	return h.Sum(nil), nil
 }

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // bufSize is the copy buffer: files up to this size are read once into it,
@@ -17,54 +18,124 @@ const bufSize = 1 << 20
 
 var errChanged = errors.New("file changed size while being copied")
 
-// copyData copies the first size bytes of src to dst and returns their sha256.
-func copyData(dst, src *os.File, size int64, buf []byte) ([]byte, error) {
+// copyData copies the first size bytes of src to dst (raw fds: an
+// *os.File costs a poller registration per file) and returns their sha256.
+func copyData(dst, src int, size int64, buf []byte) ([]byte, error) {
 	if size <= int64(len(buf)) {
 		b := buf[:size]
-		if _, err := io.ReadFull(src, b); err != nil {
-			return nil, readErr(err)
+		if err := preadFull(src, b, 0); err != nil {
+			return nil, err
 		}
 		sum := sha256.Sum256(b)
-		if _, err := dst.Write(b); err != nil {
-			return nil, fmt.Errorf("write: %w", err)
+		if err := writeFull(dst, b); err != nil {
+			return nil, err
 		}
 		return sum[:], nil
 	}
 	h := sha256.New()
 	hashed := make(chan error, 1)
 	go func() { hashed <- hashRange(h, src, size, make([]byte, bufSize)) }()
-	n, err := io.Copy(dst, io.LimitReader(src, size)) // *os.File: copy_file_range
-	herr := <-hashed
+	err := copyRange(dst, src, size, buf)
+	if herr := <-hashed; err == nil {
+		err = herr
+	}
 	if err != nil {
-		return nil, fmt.Errorf("copy: %w", err)
-	}
-	if herr != nil {
-		return nil, herr
-	}
-	if n != size {
-		return nil, errChanged
+		return nil, err
 	}
 	return h.Sum(nil), nil
 }
 
-// hashRange hashes the first size bytes of f with pread, leaving its
-// offset to the concurrent copy.
-func hashRange(h hash.Hash, f *os.File, size int64, buf []byte) error {
-	for off := int64(0); off < size; {
-		b := buf[:min(int64(len(buf)), size-off)]
-		n, err := f.ReadAt(b, off)
-		h.Write(b[:n])
-		off += int64(n)
-		if err != nil && !(err == io.EOF && off == size) {
-			return readErr(err)
+// copyRange copies size bytes in the kernel, or through buf where
+// copy_file_range cannot (older kernels, some filesystem pairs).
+func copyRange(dst, src int, size int64, buf []byte) error {
+	var off int64
+	for off < size {
+		n, err := unix.CopyFileRange(src, &off, dst, nil, int(min(size-off, 1<<30)), 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			if off == 0 && (err == unix.ENOSYS || err == unix.EXDEV || err == unix.EINVAL || err == unix.EOPNOTSUPP || err == unix.EPERM || err == unix.EIO) {
+				return copyBuffered(dst, src, size, buf)
+			}
+			return fmt.Errorf("copy_file_range: %w", err)
+		}
+		if n == 0 {
+			return errChanged
 		}
 	}
 	return nil
 }
 
-func readErr(err error) error {
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return errChanged
+func copyBuffered(dst, src int, size int64, buf []byte) error {
+	for off := int64(0); off < size; {
+		b := buf[:min(int64(len(buf)), size-off)]
+		if err := preadFull(src, b, off); err != nil {
+			return err
+		}
+		if err := writeFull(dst, b); err != nil {
+			return err
+		}
+		off += int64(len(b))
 	}
-	return fmt.Errorf("read: %w", err)
+	return nil
+}
+
+// hashRange hashes the first size bytes of fd with pread, leaving its
+// offset alone.
+func hashRange(h hash.Hash, fd int, size int64, buf []byte) error {
+	for off := int64(0); off < size; {
+		b := buf[:min(int64(len(buf)), size-off)]
+		if err := preadFull(fd, b, off); err != nil {
+			return err
+		}
+		h.Write(b)
+		off += int64(len(b))
+	}
+	return nil
+}
+
+func preadFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pread(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			return errChanged
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func writeFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// preader reads an fd with pread, for io.SectionReader.
+type preader int
+
+func (p preader) ReadAt(b []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(p), b, off)
+	if err != nil {
+		return n, err
+	}
+	if n == 0 && len(b) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }

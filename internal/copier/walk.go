@@ -37,13 +37,12 @@ type entry struct {
 	name       string      // base name
 	dirfd      int         // source parent directory, for *at calls
 	st         unix.Stat_t // lstat
-	file       *os.File    // open on regular files and directories
+	fd         int         // open on regular files and directories, else -1
 	link       string      // symlink target
 	hardlink   string      // rel of the earlier entry this one is a hardlink of
 	uid, gid   int         // after --chown
 	mode       uint32      // permission and special bits after --chmod
 	xattrs     []xattr     // as copied (see skipXattr)
-	parent     *entry      // enclosing directory (nil for the match)
 	pending    bool        // a directory not yet handed to the visitor
 	dirEntered bool        // handed to dir (needs endDir)
 }
@@ -88,15 +87,15 @@ func (w *walker) match(sp spec, m *match) error {
 		}
 		w.include, w.incl = pm, strings.Split(sp.include, "/")
 	}
-	e := &entry{name: path.Base("/" + m.name), dirfd: m.l.parent, st: *m.l.st}
+	e := &entry{name: path.Base("/" + m.name), dirfd: m.l.parent, st: *m.l.st, fd: -1}
 	if m.isDir() {
 		w.rec.match(m.name, 'd')
 		fd, err := unix.Openat(m.l.parent, dotIfEmpty(m.l.name), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return &os.PathError{Op: "open", Path: "/" + m.rel, Err: err}
 		}
-		e.file = os.NewFile(uintptr(fd), m.rel)
-		defer e.file.Close()
+		e.fd = fd
+		defer unix.Close(fd)
 		if err := w.v.top(m, e); err != nil {
 			return err
 		}
@@ -109,10 +108,10 @@ func (w *walker) match(sp spec, m *match) error {
 	if err := w.load(e, m.l.name); err != nil {
 		return err
 	}
-	if e.file != nil {
-		defer e.file.Close()
+	if e.fd >= 0 {
+		defer unix.Close(e.fd)
 		if w.opts.Unpack {
-			kind, err := detectArchive(e.file)
+			kind, err := detectArchive(e.fd, e.st.Size)
 			if err != nil {
 				return err
 			}
@@ -143,17 +142,17 @@ type matchInfos struct{ include, exclude, ignore patternmatcher.MatchInfo }
 // is not selected itself may still hold selected entries, and is then
 // created just before the first of them, with its own metadata.
 func (w *walker) children(dir *entry, realDir string, pmi matchInfos) error {
-	names, err := dir.file.Readdirnames(-1)
+	names, err := readDirNames(dir.fd)
 	if err != nil {
 		return fmt.Errorf("read /%s: %w", realDir, err)
 	}
 	sort.Strings(names)
-	dirfd := int(dir.file.Fd())
+	dirfd := dir.fd
 	for _, name := range names {
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		e := &entry{rel: joinRel(dir.rel, name), name: name, dirfd: dirfd, parent: dir}
+		e := &entry{rel: joinRel(dir.rel, name), name: name, dirfd: dirfd, fd: -1}
 		real := joinRel(realDir, name)
 		sel, mi, err := w.selectEntry(e.rel, real, pmi)
 		if err != nil {
@@ -188,8 +187,8 @@ func (w *walker) leafEntry(e *entry) error {
 	if err := w.load(e, e.name); err != nil {
 		return err
 	}
-	if e.file != nil {
-		defer e.file.Close()
+	if e.fd >= 0 {
+		defer unix.Close(e.fd)
 	}
 	sum, err := w.v.leaf(nil, e)
 	if err != nil {
@@ -203,7 +202,7 @@ func (w *walker) dirEntry(e *entry, real string, sel selection, mi matchInfos) e
 	if err := w.load(e, e.name); err != nil {
 		return err
 	}
-	defer e.file.Close()
+	defer unix.Close(e.fd)
 	if sel == selected {
 		if err := w.materialize(); err != nil {
 			return err
@@ -307,20 +306,21 @@ func (w *walker) mayMatchBelow(rel string) bool {
 }
 
 // load stats the entry's details the visitors and the digest need: it opens
-// regular files and directories (never following a symlink, never blocking
-// on a FIFO), reads link targets and xattrs, and settles owner and mode.
+// regular files and directories (never following a symlink; O_NONBLOCK or
+// O_DIRECTORY so that a FIFO swapped in cannot block), reads link targets
+// and xattrs, and settles owner and mode.
 func (w *walker) load(e *entry, name string) error {
 	switch e.kind() {
 	case unix.S_IFREG, unix.S_IFDIR:
 		flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 		if e.kind() == unix.S_IFDIR {
-			flags |= unix.O_DIRECTORY
+			flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_DIRECTORY | unix.O_CLOEXEC
 		}
 		fd, err := unix.Openat(e.dirfd, name, flags, 0)
 		if err != nil {
 			return &os.PathError{Op: "open", Path: name, Err: err}
 		}
-		e.file = os.NewFile(uintptr(fd), name)
+		e.fd = fd
 		if e.kind() == unix.S_IFREG && e.st.Nlink > 1 {
 			key := [2]uint64{e.st.Dev, e.st.Ino}
 			if first, ok := w.inodes[key]; ok {
@@ -338,8 +338,9 @@ func (w *walker) load(e *entry, name string) error {
 	}
 	xs, err := readXattrs(e, name)
 	if err != nil {
-		if e.file != nil {
-			e.file.Close()
+		if e.fd >= 0 {
+			unix.Close(e.fd)
+			e.fd = -1
 		}
 		return err
 	}
@@ -397,4 +398,23 @@ func unixMode(fm os.FileMode) uint32 {
 		m |= unix.S_ISVTX
 	}
 	return m
+}
+
+// readDirNames lists a directory's names (not "." and "..").
+func readDirNames(fd int) ([]string, error) {
+	buf := make([]byte, 32<<10)
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }

@@ -30,9 +30,9 @@ type writer struct {
 
 // destDir is an open destination directory.
 type destDir struct {
-	fd  int
-	l   *lookup // its parent and name, for setting its times
-	rel string  // relative to the destination root
+	fd      int
+	l       *lookup // its parent and name, for setting its times
+	rel     string  // relative to the destination root
 }
 
 func newWriter(ctx context.Context, dest *root, opts *Options) *writer {
@@ -46,6 +46,7 @@ func newWriter(ctx context.Context, dest *root, opts *Options) *writer {
 	}
 }
 
+// close closes the directories an interrupted copy left open.
 func (w *writer) close() {
 	for len(w.stack) > 0 {
 		w.pop()
@@ -160,14 +161,8 @@ func (w *writer) endDir(e *entry) error {
 	d := w.cur()
 	defer w.pop()
 	if e.rel != "" {
-		if err := unix.Fchown(d.fd, e.uid, e.gid); err != nil {
-			return fmt.Errorf("chown /%s %d:%d: %w", d.rel, e.uid, e.gid, err)
-		}
-		if err := unix.Fchmod(d.fd, e.mode); err != nil {
-			return fmt.Errorf("chmod /%s: %w", d.rel, err)
-		}
-		if err := writeXattrs(d.fd, -1, "", e.xattrs); err != nil {
-			return fmt.Errorf("/%s: %w", d.rel, err)
+		if err := fileMeta(d.fd, d.rel, e.uid, e.gid, e.mode, e.xattrs); err != nil {
+			return err
 		}
 	}
 	if d.l.name == "" {
@@ -236,20 +231,20 @@ func (w *writer) write(parent int, name, rel string, e *entry) ([]byte, error) {
 	case e.kind() == unix.S_IFREG:
 		return w.regular(parent, name, rel, e)
 	case e.kind() == unix.S_IFLNK:
-		err := w.replacing(parent, name, rel, func() error { return unix.Symlinkat(e.link, parent, name) })
+		err := replacing(parent, name, rel, func() error { return unix.Symlinkat(e.link, parent, name) })
 		if err != nil {
 			return nil, &os.PathError{Op: "symlink", Path: "/" + rel, Err: err}
 		}
 		return nil, w.meta(parent, name, rel, e, false)
 	case e.kind() == unix.S_IFSOCK:
 		// fsutil's copyDevice clears S_IFSOCK: a socket becomes an empty file.
-		err := w.replacing(parent, name, rel, func() error { return unix.Mknodat(parent, name, unix.S_IFREG|0o600, 0) })
+		err := replacing(parent, name, rel, func() error { return unix.Mknodat(parent, name, unix.S_IFREG|0o600, 0) })
 		if err != nil {
 			return nil, &os.PathError{Op: "create", Path: "/" + rel, Err: err}
 		}
 		return nil, w.meta(parent, name, rel, e, true)
 	}
-	err := w.replacing(parent, name, rel, func() error {
+	err := replacing(parent, name, rel, func() error {
 		return unix.Mknodat(parent, name, e.kind()|0o600, int(e.st.Rdev))
 	})
 	if err == unix.EPERM && e.kind() != unix.S_IFIFO {
@@ -263,16 +258,15 @@ func (w *writer) write(parent int, name, rel string, e *entry) ([]byte, error) {
 
 func (w *writer) regular(parent int, name, rel string, e *entry) ([]byte, error) {
 	var fd int
-	err := w.replacing(parent, name, rel, func() (err error) {
+	err := replacing(parent, name, rel, func() (err error) {
 		fd, err = unix.Openat(parent, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		return err
 	})
 	if err != nil {
 		return nil, &os.PathError{Op: "create", Path: "/" + rel, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), rel)
-	defer f.Close()
-	sum, err := copyData(f, e.file, e.st.Size, w.buf)
+	defer unix.Close(fd)
+	sum, err := copyData(fd, e.fd, e.st.Size, w.buf)
 	if err != nil {
 		return nil, fmt.Errorf("copy to /%s: %w", rel, err)
 	}
@@ -280,16 +274,25 @@ func (w *writer) regular(parent int, name, rel string, e *entry) ([]byte, error)
 	if e.st.Nlink > 1 {
 		w.links[e.rel] = rel
 	}
-	if err := unix.Fchown(fd, e.uid, e.gid); err != nil {
-		return nil, fmt.Errorf("chown /%s %d:%d: %w", rel, e.uid, e.gid, err)
-	}
-	if err := unix.Fchmod(fd, e.mode); err != nil {
-		return nil, fmt.Errorf("chmod /%s: %w", rel, err)
-	}
-	if err := writeXattrs(fd, -1, "", e.xattrs); err != nil {
-		return nil, fmt.Errorf("/%s: %w", rel, err)
+	if err := fileMeta(fd, rel, e.uid, e.gid, e.mode, e.xattrs); err != nil {
+		return nil, err
 	}
 	return sum, setTimes(parent, name, &e.st)
+}
+
+// fileMeta gives an open file or directory its owner, mode and xattrs, in
+// that order: chown clears setuid bits and file capabilities.
+func fileMeta(fd int, rel string, uid, gid int, mode uint32, xattrs []xattr) error {
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("chown /%s %d:%d: %w", rel, uid, gid, err)
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return fmt.Errorf("chmod /%s: %w", rel, err)
+	}
+	if err := writeXattrs(fd, -1, "", xattrs); err != nil {
+		return fmt.Errorf("/%s: %w", rel, err)
+	}
+	return nil
 }
 
 // hardlink links an entry to where its first link was copied (fsutil keeps
@@ -305,7 +308,7 @@ func (w *writer) hardlink(parent int, name, rel string, e *entry) error {
 	}
 	defer unix.Close(fd)
 	l.close()
-	err = w.replacing(parent, name, rel, func() error { return unix.Linkat(fd, path.Base(first), parent, name, 0) })
+	err = replacing(parent, name, rel, func() error { return unix.Linkat(fd, path.Base(first), parent, name, 0) })
 	if err != nil {
 		return &os.PathError{Op: "link", Path: "/" + rel, Err: err}
 	}
@@ -333,7 +336,7 @@ func (w *writer) meta(parent int, name, rel string, e *entry, chmod bool) error 
 // replacing runs create; if the name is taken it removes what is there and
 // runs it again. A directory is not replaced by a non-directory (fsutil's
 // ensureEmptyFileTarget refuses it too).
-func (w *writer) replacing(parent int, name, rel string, create func() error) error {
+func replacing(parent int, name, rel string, create func() error) error {
 	err := create()
 	if err != unix.EEXIST {
 		return err
@@ -362,7 +365,7 @@ func (w *writer) archive(m *match, e *entry, kind archiveKind) ([]byte, error) {
 	l.close()
 	x := &extractor{ctx: w.ctx, root: &root{fd: fd, path: "/" + rel}, chown: w.opts.Chown, res: &w.res}
 	defer unix.Close(fd)
-	sum, err := x.run(e.file, e.st.Size, kind)
+	sum, err := x.run(e.fd, e.st.Size, kind)
 	if err != nil {
 		return nil, fmt.Errorf("extract %s into /%s: %w", m.name, rel, err)
 	}

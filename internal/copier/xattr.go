@@ -32,8 +32,8 @@ func readXattrs(e *entry, name string) ([]xattr, error) {
 	get := func(attr string, dest []byte) (int, error) {
 		return unix.Lgetxattr(procPath(e.dirfd, name), attr, dest)
 	}
-	if e.file != nil {
-		fd := int(e.file.Fd())
+	if e.fd >= 0 {
+		fd := e.fd
 		list = func(dest []byte) (int, error) { return unix.Flistxattr(fd, dest) }
 		get = func(attr string, dest []byte) (int, error) { return unix.Fgetxattr(fd, attr, dest) }
 	}
