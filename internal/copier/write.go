@@ -30,9 +30,9 @@ type writer struct {
 
 // destDir is an open destination directory.
 type destDir struct {
-	fd      int
-	l       *lookup // its parent and name, for setting its times
-	rel     string  // relative to the destination root
+	fd  int
+	l   *lookup // its parent and name, for setting its times
+	rel string  // relative to the destination root
 }
 
 func newWriter(ctx context.Context, dest *root, opts *Options) *writer {
