@@ -160,7 +160,10 @@ func run(ctx context.Context, src Source, opts *Options, v visitor) (digest.Dige
 			return "", err
 		}
 		for i, m := range matches {
-			err := wk.match(sp, m)
+			err := ctx.Err()
+			if err == nil {
+				err = wk.match(sp, m)
+			}
 			m.close()
 			if err != nil {
 				for _, rest := range matches[i+1:] {

@@ -2,6 +2,8 @@ package copier
 
 import (
 	"context"
+	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -250,5 +252,26 @@ func TestCheck(t *testing.T) {
 	}
 	if strings.Contains(msg, `"foo"`) {
 		t.Errorf("error %q names a present source", msg)
+	}
+}
+
+// A cancelled context stops the copy with its error.
+func TestCopyCancelled(t *testing.T) {
+	src, dest := t.TempDir(), t.TempDir()
+	mkTree(t, src, "d/a f a", "d/b f b", "f f f")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	chown, _ := testOwner()
+	for _, s := range []string{"d", "f"} {
+		_, err := Copy(ctx, Source{Root: src}, dest, Options{Sources: []string{s}, Dest: "/x/", Chown: chown})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("COPY %s: %v, want context.Canceled", s, err)
+		}
+		if _, err := Checksum(ctx, Source{Root: src}, Options{Sources: []string{s}, Dest: "/x/"}); !errors.Is(err, context.Canceled) {
+			t.Errorf("Checksum %s: %v, want context.Canceled", s, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 0 {
+		t.Errorf("a cancelled copy wrote %d entries", len(entries))
 	}
 }

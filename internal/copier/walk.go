@@ -290,15 +290,17 @@ func (w *walker) selectEntry(rel, real string, pmi matchInfos) (selection, match
 // path below it: each element of rel must match the pattern's element at
 // its depth, until the pattern has a "**". It only prunes the walk.
 func (w *walker) mayMatchBelow(rel string) bool {
+	if strings.HasPrefix(w.incl[0], "!") {
+		return true
+	}
 	for i, c := range strings.Split(rel, "/") {
 		if i >= len(w.incl) {
-			return false // longer than the pattern, and rel itself did not match
+			return false // deeper than the pattern, and rel itself did not match
 		}
-		p := w.incl[i]
-		if strings.Contains(p, "**") || strings.HasPrefix(w.incl[0], "!") {
+		if strings.Contains(w.incl[i], "**") {
 			return true
 		}
-		if ok, err := path.Match(p, c); err != nil || !ok {
+		if ok, err := path.Match(w.incl[i], c); err != nil || !ok {
 			return err != nil
 		}
 	}
