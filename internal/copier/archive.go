@@ -288,7 +288,7 @@ func (x *extractor) meta(hdr *tar.Header, pfd int, base string) error {
 		uid, gid = x.chown.UID, x.chown.GID
 	}
 	if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("lchown %d:%d: %w (is the id mapped? a subuid range of 65536 ids covers 0-65535)", uid, gid, err)
+		return chownError(base, uid, gid, err)
 	}
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -253,5 +254,25 @@ func TestCopyXattrs(t *testing.T) {
 	}
 	if got := get("x/sub", "trusted.overlay.opaque"); got != unix.ENODATA.Error() {
 		t.Errorf("x/sub trusted.overlay.opaque = %q, want it left out", got)
+	}
+}
+
+// A chown the process may not do says why.
+func TestChownErrorHints(t *testing.T) {
+	for err, want := range map[error]string{
+		unix.EPERM:  "chown /x 0:0: operation not permitted (a copy runs as root, or as root of the build's user namespace)",
+		unix.EINVAL: "chown /x 0:0: invalid argument (is the id mapped?",
+	} {
+		if got := chownError("/x", 0, 0, err).Error(); !strings.HasPrefix(got, want) {
+			t.Errorf("%v: %q, want %q", err, got, want)
+		}
+	}
+	if os.Geteuid() != 0 { // and Copy reports it so
+		src, dest := t.TempDir(), t.TempDir()
+		mkTree(t, src, "f f x")
+		_, err := Copy(context.Background(), Source{Root: src}, dest, Options{Sources: []string{"f"}, Dest: "/"})
+		if err == nil || !strings.Contains(err.Error(), "a copy runs as root") {
+			t.Fatalf("unprivileged COPY without --chown: %v", err)
+		}
 	}
 }

@@ -78,7 +78,7 @@ func (w *writer) dirPerm() uint32 {
 func (w *writer) created(parent int, name string) error {
 	if c := w.opts.Chown; c != nil {
 		if err := unix.Fchownat(parent, name, c.UID, c.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("chown %d:%d: %w", c.UID, c.GID, err)
+			return chownError(name, c.UID, c.GID, err)
 		}
 	}
 	return nil
@@ -284,7 +284,7 @@ func (w *writer) regular(parent int, name, rel string, e *entry) ([]byte, error)
 // that order: chown clears setuid bits and file capabilities.
 func fileMeta(fd int, rel string, uid, gid int, mode uint32, xattrs []xattr) error {
 	if err := unix.Fchown(fd, uid, gid); err != nil {
-		return fmt.Errorf("chown /%s %d:%d: %w", rel, uid, gid, err)
+		return chownError("/"+rel, uid, gid, err)
 	}
 	if err := unix.Fchmod(fd, mode); err != nil {
 		return fmt.Errorf("chmod /%s: %w", rel, err)
@@ -319,7 +319,7 @@ func (w *writer) hardlink(parent int, name, rel string, e *entry) error {
 // and times, in that order: chown clears setuid bits and capabilities.
 func (w *writer) meta(parent int, name, rel string, e *entry, chmod bool) error {
 	if err := unix.Fchownat(parent, name, e.uid, e.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("chown /%s %d:%d: %w", rel, e.uid, e.gid, err)
+		return chownError("/"+rel, e.uid, e.gid, err)
 	}
 	if chmod {
 		// Not a symlink (just created by us), so fchmodat's following is moot.
@@ -331,6 +331,20 @@ func (w *writer) meta(parent int, name, rel string, e *entry, chmod bool) error 
 		return fmt.Errorf("/%s: %w", rel, err)
 	}
 	return setTimes(parent, name, &e.st)
+}
+
+// chownError explains the two ways chown fails in a build: the process is
+// not root in its user namespace (EPERM), or the id is not mapped in it
+// (EINVAL).
+func chownError(name string, uid, gid int, err error) error {
+	hint := ""
+	switch err {
+	case unix.EPERM:
+		hint = " (a copy runs as root, or as root of the build's user namespace)"
+	case unix.EINVAL:
+		hint = " (is the id mapped? a subuid range of 65536 ids covers 0-65535)"
+	}
+	return fmt.Errorf("chown %s %d:%d: %w%s", name, uid, gid, err, hint)
 }
 
 // replacing runs create; if the name is taken it removes what is there and
