@@ -30,7 +30,7 @@ func (c *checksummer) hash(e *entry) ([]byte, error) {
 	}
 	h := sha256.New()
 	if err := hashRange(h, e.fd, e.st.Size, c.buf); err != nil {
-		return nil, fmt.Errorf("%s: %w", e.name, err)
+		return nil, fmt.Errorf("/%s: %w", e.real, err)
 	}
 	return h.Sum(nil), nil
 }

@@ -34,6 +34,7 @@ type visitor interface {
 // entry is one source file, directory, link, … as the walker hands it over.
 type entry struct {
 	rel        string      // path below the match ("" = the match itself)
+	real       string      // its real path in the source root, for messages
 	name       string      // base name
 	dirfd      int         // source parent directory, for *at calls
 	st         unix.Stat_t // lstat
@@ -62,6 +63,7 @@ type walker struct {
 	incl    []string                       // its elements, for pruning
 	inodes  map[[2]uint64]string           // hardlinks within one match: (dev, ino) -> first rel
 	pending []*entry                       // directories not yet created, outermost first
+	dirBuf  []byte                         // for reading directories (names are copied out)
 }
 
 func newWalker(ctx context.Context, src Source, r *root, opts *Options, v visitor) (*walker, error) {
@@ -87,7 +89,7 @@ func (w *walker) match(sp spec, m *match) error {
 		}
 		w.include, w.incl = pm, strings.Split(sp.include, "/")
 	}
-	e := &entry{name: path.Base("/" + m.name), dirfd: m.l.parent, st: *m.l.st, fd: -1}
+	e := &entry{name: path.Base("/" + m.name), real: m.rel, dirfd: m.l.parent, st: *m.l.st, fd: -1}
 	if m.isDir() {
 		w.rec.match(m.name, 'd')
 		fd, err := unix.Openat(m.l.parent, dotIfEmpty(m.l.name), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -142,7 +144,10 @@ type matchInfos struct{ include, exclude, ignore patternmatcher.MatchInfo }
 // is not selected itself may still hold selected entries, and is then
 // created just before the first of them, with its own metadata.
 func (w *walker) children(dir *entry, realDir string, pmi matchInfos) error {
-	names, err := readDirNames(dir.fd)
+	if w.dirBuf == nil {
+		w.dirBuf = make([]byte, 32<<10)
+	}
+	names, err := readDirNames(dir.fd, w.dirBuf)
 	if err != nil {
 		return fmt.Errorf("read /%s: %w", realDir, err)
 	}
@@ -152,8 +157,8 @@ func (w *walker) children(dir *entry, realDir string, pmi matchInfos) error {
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		e := &entry{rel: joinRel(dir.rel, name), name: name, dirfd: dirfd, fd: -1}
 		real := joinRel(realDir, name)
+		e := &entry{rel: joinRel(dir.rel, name), real: real, name: name, dirfd: dirfd, fd: -1}
 		sel, mi, err := w.selectEntry(e.rel, real, pmi)
 		if err != nil {
 			return err
@@ -320,7 +325,7 @@ func (w *walker) load(e *entry, name string) error {
 		}
 		fd, err := unix.Openat(e.dirfd, name, flags, 0)
 		if err != nil {
-			return &os.PathError{Op: "open", Path: name, Err: err}
+			return &os.PathError{Op: "open", Path: "/" + e.real, Err: err}
 		}
 		e.fd = fd
 		if e.kind() == unix.S_IFREG && e.st.Nlink > 1 {
@@ -334,11 +339,11 @@ func (w *walker) load(e *entry, name string) error {
 	case unix.S_IFLNK:
 		target, err := readlinkat(e.dirfd, name)
 		if err != nil {
-			return &os.PathError{Op: "readlink", Path: name, Err: err}
+			return &os.PathError{Op: "readlink", Path: "/" + e.real, Err: err}
 		}
 		e.link = target
 	}
-	xs, err := readXattrs(e, name)
+	xs, err := readXattrs(e, name, "/"+e.real)
 	if err != nil {
 		if e.fd >= 0 {
 			unix.Close(e.fd)
@@ -403,8 +408,7 @@ func unixMode(fm os.FileMode) uint32 {
 }
 
 // readDirNames lists a directory's names (not "." and "..").
-func readDirNames(fd int) ([]string, error) {
-	buf := make([]byte, 32<<10)
+func readDirNames(fd int, buf []byte) ([]string, error) {
 	var names []string
 	for {
 		n, err := unix.ReadDirent(fd, buf)

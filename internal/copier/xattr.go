@@ -27,7 +27,7 @@ func skipXattr(name string) bool {
 // readXattrs reads an entry's extended attributes, sorted by name: through
 // its open fd, or for symlinks and device nodes through /proc/self/fd (the
 // final component not followed). Filesystems without xattrs give none.
-func readXattrs(e *entry, name string) ([]xattr, error) {
+func readXattrs(e *entry, name, display string) ([]xattr, error) {
 	list := func(dest []byte) (int, error) { return unix.Llistxattr(procPath(e.dirfd, name), dest) }
 	get := func(attr string, dest []byte) (int, error) {
 		return unix.Lgetxattr(procPath(e.dirfd, name), attr, dest)
@@ -42,7 +42,7 @@ func readXattrs(e *entry, name string) ([]xattr, error) {
 		if unsupportedXattr(err) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("list xattrs of %s: %w", name, err)
+		return nil, fmt.Errorf("list xattrs of %s: %w", display, err)
 	}
 	var out []xattr
 	for _, n := range bytes.Split(names, []byte{0}) {
@@ -54,7 +54,7 @@ func readXattrs(e *entry, name string) ([]xattr, error) {
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read xattr %s of %s: %w", n, name, err)
+			return nil, fmt.Errorf("read xattr %s of %s: %w", n, display, err)
 		}
 		out = append(out, xattr{name: string(n), value: v})
 	}
