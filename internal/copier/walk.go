@@ -17,7 +17,7 @@ import (
 // Copy's digest is Checksum's.
 type visitor interface {
 	// top prepares the destination for copying a directory's contents.
-	top(m *match, e *entry) error
+	top() error
 	// dir creates or merges a directory below the top; its entries follow.
 	dir(e *entry) error
 	// endDir applies a directory's metadata after its entries (for the
@@ -98,7 +98,7 @@ func (w *walker) match(sp spec, m *match) error {
 		}
 		e.fd = fd
 		defer unix.Close(fd)
-		if err := w.v.top(m, e); err != nil {
+		if err := w.v.top(); err != nil {
 			return err
 		}
 		if err := w.children(e, m.rel, matchInfos{}); err != nil {

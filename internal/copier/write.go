@@ -107,7 +107,7 @@ func (w *writer) destination() (*lookup, error) {
 
 // top prepares the directory a directory match's contents go into: Dest,
 // created if missing; an existing directory is merged into.
-func (w *writer) top(m *match, e *entry) error {
+func (w *writer) top() error {
 	l, err := w.destination()
 	if err != nil {
 		return err
