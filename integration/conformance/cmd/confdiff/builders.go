@@ -143,7 +143,9 @@ func (b *buildkitBuilder) name() string { return "buildkit" }
 
 func (b *buildkitBuilder) baseRef() string { return b.registry + "/library/alpine:3.20" }
 
-func (b *buildkitBuilder) tagRef(tag string) string { return b.registry + "/conformance/" + tag + ":latest" }
+func (b *buildkitBuilder) tagRef(tag string) string {
+	return b.registry + "/conformance/" + tag + ":latest"
+}
 
 func (b *buildkitBuilder) setup(ctx context.Context) (string, error) {
 	if err := b.run(ctx, nil, "buildctl", "debug", "workers"); err != nil {
