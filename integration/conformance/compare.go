@@ -22,7 +22,7 @@ func (d Difference) String() string { return d.What + ": " + d.Detail }
 func Compare(want, got *Result) []Difference {
 	var out []Difference
 	add := func(what string, w, g any) {
-		if !reflect.DeepEqual(empty(w), empty(g)) {
+		if !reflect.DeepEqual(blankToNil(w), blankToNil(g)) {
 			out = append(out, Difference{what, fmt.Sprintf("want %s, got %s", show(w), show(g))})
 		}
 	}
@@ -30,6 +30,7 @@ func Compare(want, got *Result) []Difference {
 	add("platform", want.Platform, got.Platform)
 	add("history", want.History, got.History)
 	add("leaked", want.Leaked, got.Leaked)
+	add("overlay_xattrs", want.OverlayXattrs, got.OverlayXattrs)
 	out = append(out, compareConfig(want.Config, got.Config)...)
 	out = append(out, compareFS(want.FS, got.FS)...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].What < out[j].What })
@@ -49,7 +50,7 @@ func compareConfig(want, got Config) []Difference {
 		case "Env":
 			byName := compareKeyed("config.Env", envMap(want.Env), envMap(got.Env))
 			out = append(out, byName...)
-			if len(byName) == 0 && !reflect.DeepEqual(empty(want.Env), empty(got.Env)) {
+			if len(byName) == 0 && !reflect.DeepEqual(blankToNil(want.Env), blankToNil(got.Env)) {
 				out = append(out, Difference{"config.Env", fmt.Sprintf("order: want %s, got %s", show(want.Env), show(got.Env))})
 			}
 		case "Labels":
@@ -57,7 +58,7 @@ func compareConfig(want, got Config) []Difference {
 		case "ExposedPorts", "Volumes":
 			out = append(out, compareSet("config."+name, w.(map[string]struct{}), g.(map[string]struct{}))...)
 		default:
-			if !reflect.DeepEqual(empty(w), empty(g)) {
+			if !reflect.DeepEqual(blankToNil(w), blankToNil(g)) {
 				out = append(out, Difference{"config." + name, fmt.Sprintf("want %s, got %s", show(w), show(g))})
 			}
 		}
@@ -119,7 +120,7 @@ func entryDiff(want, got *Entry) string {
 	wv, gv := reflect.ValueOf(*want), reflect.ValueOf(*got)
 	for i := 0; i < wv.NumField(); i++ {
 		w, g := wv.Field(i).Interface(), gv.Field(i).Interface()
-		if !reflect.DeepEqual(empty(w), empty(g)) {
+		if !reflect.DeepEqual(blankToNil(w), blankToNil(g)) {
 			tag := strings.Split(wv.Type().Field(i).Tag.Get("json"), ",")[0]
 			parts = append(parts, fmt.Sprintf("%s want %s got %s", tag, show(w), show(g)))
 		}
@@ -142,9 +143,9 @@ func show(v any) string {
 	return string(b)
 }
 
-// empty maps the zero-length values of a field to nil, so that an absent
+// blankToNil maps the zero-length values of a field to nil, so that an absent
 // field and an empty one compare equal, as omitempty writes them.
-func empty(v any) any {
+func blankToNil(v any) any {
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
 	case reflect.Slice, reflect.Map:

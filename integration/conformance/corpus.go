@@ -77,24 +77,26 @@ func Load(dir string, names ...string) ([]*Case, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading corpus: %w", err)
 	}
-	want := map[string]bool{}
+	want := map[string]bool{} // name → found
 	for _, n := range names {
-		want[filepath.Base(n)] = true
+		want[filepath.Base(n)] = false
 	}
 	var out []*Case
 	for _, e := range entries {
-		if !e.IsDir() || (len(want) > 0 && !want[e.Name()]) {
+		if _, named := want[e.Name()]; !e.IsDir() || (len(names) > 0 && !named) {
 			continue
 		}
 		c, err := LoadCase(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		delete(want, e.Name())
+		want[e.Name()] = true
 		out = append(out, c)
 	}
-	for n := range want {
-		return nil, fmt.Errorf("no case %q in %s", n, dir)
+	for n, found := range want {
+		if !found {
+			return nil, fmt.Errorf("no case %q in %s", n, dir)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -160,6 +162,9 @@ func (p *Prepared) DockerfilePath() string {
 // git cannot store at all (other modes, empty directories, hardlinks,
 // archives).
 func (c *Case) Prepare(dst string) (*Prepared, error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return nil, err
+	}
 	if err := copyTree(c.Dir, dst); err != nil {
 		return nil, fmt.Errorf("case %s: copying: %w", c.Name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -27,6 +28,10 @@ type Result struct {
 	// Leaked lists the case's must_not_contain strings found in the config
 	// or in any layer: a secret or proxy setting that reached the image.
 	Leaked []string `json:"leaked,omitempty"`
+	// OverlayXattrs lists the paths carrying overlayfs's private xattrs
+	// (trusted.overlay.*, user.overlay.*): a builder's snapshotter leaking
+	// into the image. They are left out of FS so that each shows once here.
+	OverlayXattrs []string `json:"overlay_xattrs,omitempty"`
 	// FS maps a path to its entry; null means the build removed the path.
 	FS map[string]*Entry `json:"fs"`
 }
@@ -105,17 +110,43 @@ func Make(img, base v1.Image, mustNotContain []string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.OverlayXattrs = dropOverlayXattrs(got)
 	var before FS
 	if fromBase {
 		if before, err = Flatten(base); err != nil {
 			return nil, fmt.Errorf("base: %w", err)
 		}
+		dropOverlayXattrs(before)
 	}
 	r.FS = Delta(before, got)
 	if r.Leaked, err = leaks(img, raw, mustNotContain); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// dropOverlayXattrs removes overlayfs's own xattrs from fs and returns the
+// paths that had them, sorted.
+func dropOverlayXattrs(fs FS) []string {
+	var paths []string
+	for p, e := range fs {
+		found := false
+		for k := range e.Xattrs {
+			if strings.HasPrefix(k, "trusted.overlay.") || strings.HasPrefix(k, "user.overlay.") {
+				delete(e.Xattrs, k)
+				found = true
+			}
+		}
+		if found {
+			if len(e.Xattrs) == 0 {
+				e.Xattrs = nil
+			}
+			fs[p] = e
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	return paths
 }
 
 // startsWith reports whether img's layers begin with all of base's, and
