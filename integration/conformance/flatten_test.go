@@ -25,9 +25,11 @@ type ent struct {
 	pax      map[string]string
 }
 
-func file(name, body string) ent     { return ent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
-func dir(name string) ent            { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, to string) ent    { return ent{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777} }
+func file(name, body string) ent { return ent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
+func dir(name string) ent        { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
+func symlink(name, to string) ent {
+	return ent{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777}
+}
 func hardlink(name, to string) ent   { return ent{name: name, typ: tar.TypeLink, link: to} }
 func whiteout(dir, name string) ent  { return file(dir+".wh."+name, "") }
 func opaque(dir string) ent          { return file(dir+".wh..wh..opq", "") }

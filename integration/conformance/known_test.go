@@ -52,10 +52,10 @@ func TestParseKnownAndMatch(t *testing.T) {
 func TestParseKnownRejects(t *testing.T) {
 	head := "| builder | case | what | reason |\n|---|---|---|---|\n"
 	for row, want := range map[string]string{
-		"| stepexec | 01 | history | no link |":         "https://",
-		"| docker | 01 | history | https://x |":          "unknown builder",
-		"| buildah | 01 | history |":                      "want 4 cells",
-		"| buildah | | history | empty case |":            "must all be given",
+		"| stepexec | 01 | history | no link |":            "https://",
+		"| docker | 01 | history | https://x |":            "unknown builder",
+		"| buildah | 01 | history |":                       "want 4 cells",
+		"| buildah | | history | empty case |":             "must all be given",
 		"| buildkit | 01 | fs /x | drift, not explained |": "https://",
 	} {
 		_, err := ParseKnown([]byte(head + row + "\n"))
