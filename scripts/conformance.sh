@@ -47,9 +47,20 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 uid=$(id -u "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
+[ -n "$home" ] && [ -d "$home" ] || die "$user has no home directory"
 
 work=$(mktemp -d /tmp/conformance-XXXXXX)
+started=() # daemons this run started, stopped at the end
 cleanup() {
+  for pidfile in "${started[@]}"; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$pidfile"
+  done
+  # buildkit-reference.sh takes a socket left behind for a running daemon.
+  if [[ " ${started[*]} " == *"/.buildkitd.pid "* ]]; then rm -f "/run/user/$uid/buildkit/buildkitd.sock"; fi
   if [ "$(id -u)" -ne 0 ] && [ -d "$work/run" ]; then
     # The stepexec store holds files of the user's subordinate ids.
     podman unshare rm -rf "$work/run" 2>/dev/null || true
@@ -71,8 +82,8 @@ as_user() {
 }
 
 echo "== building stepexec and confdiff"
-tags=$(cat scripts/build-tags)
-CGO_ENABLED=1 go build -trimpath -tags "$tags" -o "$work/bin/stepexec" ./cmd/stepexec
+scripts/build.sh
+cp stepexec "$work/bin/stepexec"
 go build -o "$work/bin/confdiff" ./integration/conformance/cmd/confdiff
 
 setup_buildah() {
@@ -98,6 +109,9 @@ if [ "$(id -u)" -eq 0 ]; then
     echo "== setting up rootless BuildKit for $user"
     ref=${BUILDKIT_REFERENCE:-$repo/../shared/tools/buildkit-reference.sh}
     [ -x "$ref" ] || die "BuildKit's setup script is not at $ref (set BUILDKIT_REFERENCE)"
+    # Stop at the end what this run starts; leave running what was there.
+    [ -S "/run/user/$uid/buildkit/buildkitd.sock" ] || started+=("$home/.buildkitd.pid")
+    curl -fs "http://127.0.0.1:5055/v2/" >/dev/null 2>&1 || started+=("${BK_HOME:-/var/tmp/buildkit-reference}/reg.pid")
     "$ref" "$user" "$work/bin/alpine.tar.gz" || die "BuildKit could not be set up"
   fi
   if has buildah; then

@@ -47,7 +47,7 @@ func (r *runner) run(ctx context.Context, env []string, prog string, args ...str
 	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(prog), args[0], err, lastLines(tail.String(), 15))
+		return fmt.Errorf("%s: %w\n%s", filepath.Base(prog), err, lastLines(tail.String(), 15))
 	}
 	return nil
 }

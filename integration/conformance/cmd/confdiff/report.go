@@ -148,65 +148,24 @@ func firstLine(s string) string {
 }
 
 func printReport(cases []*conformance.Case, builders []string, outcomes []outcome, known []*conformance.Known, used map[*conformance.Known]bool, noteUnused bool) bool {
-	ok := true
 	fmt.Printf("\n%d cases\n", len(cases))
+	ok := true
 	for _, b := range builders {
-		var same, listedOnly, differ, missing int
-		for _, o := range outcomes {
-			if o.builder != b {
-				continue
-			}
-			switch {
-			case o.missing:
-				missing++
-			case len(o.unlisted) > 0:
-				differ++
-			case len(o.listed) > 0:
-				listedOnly++
-			default:
-				same++
-			}
-		}
-		what := "identical to BuildKit"
-		if b == "buildkit" {
-			what = "identical to the goldens (BuildKit's earlier run)"
-		}
-		fmt.Printf("%-9s %d %s, %d with listed differences only, %d with unlisted differences", b+":", same, what, listedOnly, differ)
-		if missing > 0 {
-			fmt.Printf(", %d not run", missing)
-		}
-		fmt.Println()
-		if differ > 0 && b != "buildah" {
+		if !printSummary(b, outcomes) && b != "buildah" {
 			ok = false
 		}
 	}
-	for _, unlisted := range []bool{true, false} {
-		title := "\nDifferences not in KNOWN-DIFFERENCES.md:"
-		if !unlisted {
-			title = "\nListed differences (KNOWN-DIFFERENCES.md):"
+	printDifferences("\nDifferences not in KNOWN-DIFFERENCES.md:", outcomes, func(o outcome) []conformance.Difference { return o.unlisted })
+	printDifferences("\nListed differences (KNOWN-DIFFERENCES.md):", outcomes, func(o outcome) []conformance.Difference { return o.listed })
+	if noteUnused {
+		ran := map[string]bool{}
+		for _, b := range builders {
+			ran[b] = true
 		}
-		printed := false
-		for _, o := range outcomes {
-			ds := o.listed
-			if unlisted {
-				ds = o.unlisted
+		for _, k := range known {
+			if ran[k.Builder] && !used[k] {
+				fmt.Printf("note: KNOWN-DIFFERENCES.md:%d (%s %s %s) matched nothing in this run\n", k.Line, k.Builder, k.Case, k.What)
 			}
-			for _, d := range ds {
-				if !printed {
-					fmt.Println(title)
-					printed = true
-				}
-				fmt.Printf("  %-8s %-30s %s\n", o.builder, o.caseName, d)
-			}
-		}
-	}
-	ran := map[string]bool{}
-	for _, b := range builders {
-		ran[b] = true
-	}
-	for _, k := range known {
-		if noteUnused && ran[k.Builder] && !used[k] {
-			fmt.Printf("note: KNOWN-DIFFERENCES.md:%d (%s %s %s) matched nothing in this run\n", k.Line, k.Builder, k.Case, k.What)
 		}
 	}
 	if ok {
@@ -215,4 +174,48 @@ func printReport(cases []*conformance.Case, builders []string, outcomes []outcom
 		fmt.Println("\nFAIL: unlisted differences from BuildKit (fix them, or list them with the reason)")
 	}
 	return ok
+}
+
+// printSummary prints one builder's line and says whether it has no
+// unlisted difference.
+func printSummary(b string, outcomes []outcome) bool {
+	var same, listedOnly, differ, missing int
+	for _, o := range outcomes {
+		if o.builder != b {
+			continue
+		}
+		switch {
+		case o.missing:
+			missing++
+		case len(o.unlisted) > 0:
+			differ++
+		case len(o.listed) > 0:
+			listedOnly++
+		default:
+			same++
+		}
+	}
+	what := "identical to BuildKit"
+	if b == "buildkit" {
+		what = "identical to the goldens (BuildKit's earlier run)"
+	}
+	fmt.Printf("%-9s %d %s, %d with listed differences only, %d with unlisted differences", b+":", same, what, listedOnly, differ)
+	if missing > 0 {
+		fmt.Printf(", %d not run", missing)
+	}
+	fmt.Println()
+	return differ == 0
+}
+
+func printDifferences(title string, outcomes []outcome, pick func(outcome) []conformance.Difference) {
+	printed := false
+	for _, o := range outcomes {
+		for _, d := range pick(o) {
+			if !printed {
+				fmt.Println(title)
+				printed = true
+			}
+			fmt.Printf("  %-8s %-30s %s\n", o.builder, o.caseName, d)
+		}
+	}
 }
