@@ -268,10 +268,10 @@ func scan(r io.Reader, needles []string, found map[string]bool) error {
 func Encode(r *Result) ([]byte, error) {
 	head := *r
 	head.FS = nil
-	top, err := json.MarshalIndent(struct {
+	top, err := marshal(struct {
 		Result
 		FS *struct{} `json:"fs,omitempty"`
-	}{Result: head}, "", "  ")
+	}{Result: head}, "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -284,8 +284,8 @@ func Encode(r *Result) ([]byte, error) {
 	}
 	sort.Strings(paths)
 	for i, p := range paths {
-		k, _ := json.Marshal(p)
-		v, err := json.Marshal(r.FS[p])
+		k, _ := marshal(p, "")
+		v, err := marshal(r.FS[p], "")
 		if err != nil {
 			return nil, err
 		}
@@ -300,6 +300,19 @@ func Encode(r *Result) ([]byte, error) {
 	}
 	b.WriteString("}\n}\n")
 	return b.Bytes(), nil
+}
+
+// marshal is json.Marshal(Indent) without HTML escapes (< stays <) and
+// without the encoder's final newline.
+func marshal(v any, indent string) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Decode reads what Encode wrote.

@@ -68,6 +68,9 @@ func reportCmd(args []string) (bool, error) {
 			outcomes = append(outcomes, judge(b, c, want, *results, known, used))
 		}
 	}
+	if *update {
+		fmt.Println("(-update: the goldens were first rewritten from this run's BuildKit results)")
+	}
 	return printReport(cases, builders, outcomes, known, used, fset.NArg() == 0) && ok, nil
 }
 
