@@ -183,7 +183,8 @@ func (r *stepRun) localSource(ctx context.Context, c *dockerfile.Copy) (copier.S
 	if err != nil {
 		return copier.Source{}, nil, fmt.Errorf("--from=%s: %w", c.From, err)
 	}
-	return copier.Source{Root: view.Dir}, func() error { return r.b.deps.Snaps.Remove(context.Background(), key) }, nil
+	// Files from a stage or an image keep their owners (BuildKit).
+	return copier.Source{Root: view.Dir, KeepOwners: true}, func() error { return r.b.deps.Snaps.Remove(context.Background(), key) }, nil
 }
 
 // writeInline writes COPY <<EOF sources as files (mode 0644, BuildKit's)
