@@ -40,7 +40,10 @@ func checkCopy(ctx context.Context, req Request, c *dockerfile.Copy, step docker
 	if req.Context == nil {
 		return errors.New("there is no build context to copy from (the Dockerfile came from stdin with no context)")
 	}
-	return copier.Check(copier.Source{Root: req.Context.Dir(), Ignore: req.Context.Ignore()}, local)
+	if err := copier.Check(copier.Source{Root: req.Context.Dir(), Ignore: req.Context.Ignore()}, local); err != nil {
+		return fmt.Errorf("%w in the build context", err)
+	}
+	return nil
 }
 
 // copy is COPY and ADD: the sources written into a snapshot of st,

@@ -79,7 +79,9 @@ func lookupUser(root, spec string) (runtime.User, error) {
 	if err != nil {
 		return runtime.User{}, fmt.Errorf("USER %s: %w", spec, err)
 	}
-	out := runtime.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
+	// The primary group is a supplementary one too (BuildKit's executor and
+	// docker: `id` shows groups=GID,…).
+	out := runtime.User{UID: uint32(u.Uid), GID: uint32(u.Gid), AdditionalGIDs: []uint32{uint32(u.Gid)}}
 	for _, g := range u.Sgids {
 		if uint32(g) != out.GID {
 			out.AdditionalGIDs = append(out.AdditionalGIDs, uint32(g))

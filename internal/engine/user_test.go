@@ -25,11 +25,11 @@ func TestLookupUser(t *testing.T) {
 		spec string
 		want runtime.User
 	}{
-		{"", runtime.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{10}}},
-		{"bob", runtime.User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{10, 18}}},
-		{"bob:staff", runtime.User{UID: 1000, GID: 50}}, // an explicit group: no supplementary ones, as docker
-		{"1000:18", runtime.User{UID: 1000, GID: 18}},
-		{"4242", runtime.User{UID: 4242, GID: 0}},
+		{"", runtime.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0, 10}}},
+		{"bob", runtime.User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{1000, 10, 18}}},
+		{"bob:staff", runtime.User{UID: 1000, GID: 50, AdditionalGIDs: []uint32{50}}}, // an explicit group: no others, as docker
+		{"1000:18", runtime.User{UID: 1000, GID: 18, AdditionalGIDs: []uint32{18}}},
+		{"4242", runtime.User{UID: 4242, GID: 0, AdditionalGIDs: []uint32{0}}},
 	}
 	for _, c := range cases {
 		got, err := lookupUser(root, c.spec)
