@@ -14,17 +14,19 @@
 package dockerfile
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/stepexec/stepexec/internal/safefile"
 )
 
 // Plan is what the builder executes: start from Base, then run Steps in order.
@@ -117,9 +119,10 @@ func Parse(r io.Reader, file string) (*Plan, error) {
 	return ParseWithOptions(r, file, ParseOptions{})
 }
 
-// ParseFile reads and parses the Dockerfile at path.
+// ParseFile reads and parses the Dockerfile at path, which must be a
+// regular file (a FIFO is refused rather than waited on).
 func ParseFile(path string) (*Plan, error) {
-	f, err := os.Open(path)
+	f, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
@@ -149,6 +152,9 @@ func ParseWithOptions(r io.Reader, file string, opts ParseOptions) (*Plan, error
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("%s: the Dockerfile is empty", file)
+	}
+	if err := checkText(data, file); err != nil {
+		return nil, err
 	}
 	res, err := parser.Parse(bytes.NewReader(data))
 	if err != nil {
@@ -224,6 +230,32 @@ func ParseWithOptions(r io.Reader, file string, opts ParseOptions) (*Plan, error
 		return nil, err
 	}
 	return p, nil
+}
+
+// maxLine is the longest line BuildKit's parser reads: its bufio.Scanner
+// must hold a line and its newline in 64 KiB.
+const maxLine = bufio.MaxScanTokenSize - 1
+
+// checkText refuses what BuildKit's parser would misreport or let through.
+// A line over maxLine stops its scanner, which then reports the line before
+// the long one; the same scan here finds the right line. A NUL byte cannot
+// be passed to a process (arguments and environment are C strings), so a
+// RUN holding one would fail only when it runs.
+func checkText(data []byte, file string) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	line := 0
+	for sc.Scan() {
+		line++
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		return fmt.Errorf("%s:%d: line longer than %d bytes, the most a Dockerfile line may hold (split it with \\ continuation lines)", file, line+1, maxLine)
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		start := bytes.LastIndexByte(data[:i], '\n') + 1
+		line := bytes.Count(data[:start], []byte("\n")) + 1
+		return fmt.Errorf("%s:%d: NUL byte at column %d: a Dockerfile must be text", file, line, i-start+1)
+	}
+	return nil
 }
 
 // errList collects parse errors with their lines, reported in line order.
