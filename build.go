@@ -17,6 +17,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/safefile"
 	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/runtime"
 	"github.com/stepexec/stepexec/snapshot"
@@ -72,7 +73,9 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (image.Image, er
 	if st, err := os.Stat(opts.ContextDir); err != nil || !st.IsDir() {
 		return image.Image{}, fmt.Errorf("build context %s is not a directory", opts.ContextDir)
 	}
-	df, err := os.Open(file)
+	// A FIFO at the Dockerfile's path would block the open until Ctrl-C,
+	// which could not interrupt it.
+	df, err := safefile.Open(file)
 	if err != nil {
 		return image.Image{}, fmt.Errorf("reading Dockerfile: %w", err)
 	}
@@ -306,7 +309,7 @@ func (bs *buildState) inSnapshot(ctx context.Context, n int, step dockerfile.Ste
 	if err != nil {
 		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
 	}
-	user, err := lookupUser(snap.Dir, bs.config.Config.User)
+	user, err := lookupUser(ctx, snap.Dir, bs.config.Config.User)
 	if err == nil {
 		err = change(snap, user)
 	}

@@ -1,15 +1,17 @@
 package stepexec
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	goruntime "runtime"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/user"
 
+	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/runtime"
 )
 
@@ -41,26 +43,32 @@ func setEnv(env []string, key, value string) []string {
 // lookupUser resolves a USER spec ("", "name", "uid:gid", …) against the
 // rootfs' /etc/passwd and /etc/group as docker does, including the
 // supplementary groups the user is a member of. The files are opened
-// inside root, so a symlinked /etc/passwd cannot reach the host's.
-func lookupUser(root, spec string) (runtime.User, error) {
+// inside root, so a symlinked /etc/passwd cannot reach the host's, and only
+// if they are regular files: a step can plant a FIFO there, which would
+// block the build. Reading them stops when ctx is cancelled.
+func lookupUser(ctx context.Context, root, spec string) (runtime.User, error) {
 	if spec == "" {
 		spec = "0"
 	}
-	passwd, err := securejoin.SecureJoin(root, "/etc/passwd")
-	if err != nil {
-		return runtime.User{}, fmt.Errorf("resolving /etc/passwd: %w", err)
-	}
-	group, err := securejoin.SecureJoin(root, "/etc/group")
-	if err != nil {
-		return runtime.User{}, fmt.Errorf("resolving /etc/group: %w", err)
+	var readers [2]io.Reader // nil (not a nil *os.File) for a missing file
+	for i, name := range []string{"/etc/passwd", "/etc/group"} {
+		f, err := rootfs.OpenFile(root, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return runtime.User{}, fmt.Errorf("user %q: %w", spec, err)
+		}
+		defer f.Close()
+		readers[i] = ctxReader{ctx, f}
 	}
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
-	u, err := user.GetExecUserPath(spec, defaults, passwd, group)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	u, err := user.GetExecUser(spec, defaults, readers[0], readers[1])
+	if err != nil {
+		if ctx.Err() != nil {
+			return runtime.User{}, ctx.Err()
+		}
 		return runtime.User{}, fmt.Errorf("user %q: %w", spec, err)
-	}
-	if u == nil {
-		u = defaults
 	}
 	out := runtime.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
 	for _, g := range u.Sgids {
@@ -69,4 +77,17 @@ func lookupUser(root, spec string) (runtime.User, error) {
 		}
 	}
 	return out, nil
+}
+
+// ctxReader stops reading once ctx is cancelled (a huge /etc/passwd).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
