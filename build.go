@@ -142,6 +142,7 @@ type buildState struct {
 	id       string // names this build's snapshots
 
 	config ocispec.Image
+	env    *dockerfile.Environment // indexes config.Config.Env
 	layers []image.Layer
 	cmdSet bool // CMD given in this stage: ENTRYPOINT then keeps it
 
@@ -164,6 +165,7 @@ func (bs *buildState) run(ctx context.Context, names []string) (image.Image, err
 		return image.Image{}, err
 	}
 	bs.config = inherit(base.Config)
+	bs.env = dockerfile.NewEnvironment(bs.config.Config.Env)
 	if name == "" {
 		name = bs.plan.Base
 	}
@@ -219,14 +221,14 @@ func inherit(base ocispec.Image) ocispec.Image {
 			cfg.Config.Labels[k] = v
 		}
 	}
-	if lookupEnv(cfg.Config.Env, "PATH") == "" {
+	if path, _ := dockerfile.NewEnvironment(cfg.Config.Env).Get("PATH"); path == "" {
 		cfg.Config.Env = append(cfg.Config.Env, defaultPath)
 	}
 	return cfg
 }
 
 func (bs *buildState) step(ctx context.Context, n int, step dockerfile.Step) error {
-	cmd, err := bs.plan.Expand(step.Command, bs.config.Config.Env)
+	cmd, err := bs.plan.Expand(step.Command, bs.env)
 	if err != nil {
 		return &StepError{Location: step.Location, Text: step.Text, Err: err}
 	}
@@ -236,8 +238,9 @@ func (bs *buildState) step(ctx context.Context, n int, step dockerfile.Step) err
 		return bs.runStep(ctx, n, step, c)
 	case *dockerfile.Env:
 		for _, kv := range c.Pairs {
-			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+			bs.env.Set(kv.Key, kv.Value)
 		}
+		cfg.Env = bs.env.List()
 	case *dockerfile.Label:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	goruntime "runtime"
-	"strings"
 
 	"github.com/moby/sys/user"
 
@@ -16,29 +15,6 @@ import (
 )
 
 func goarch() string { return goruntime.GOARCH }
-
-// lookupEnv returns key's value in a KEY=VALUE list, later entries winning.
-func lookupEnv(env []string, key string) string {
-	val := ""
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			val = v
-		}
-	}
-	return val
-}
-
-// setEnv sets key in a KEY=VALUE list in place of any earlier value, as
-// docker's ENV does (the variable keeps its position).
-func setEnv(env []string, key, value string) []string {
-	for i, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == key {
-			env[i] = key + "=" + value
-			return env
-		}
-	}
-	return append(env, key+"="+value)
-}
 
 // lookupUser resolves a USER spec ("", "name", "uid:gid", …) against the
 // rootfs' /etc/passwd and /etc/group as docker does, including the

@@ -17,18 +17,6 @@ import (
 	"github.com/stepexec/stepexec/runtime"
 )
 
-func TestSetEnv(t *testing.T) {
-	env := []string{"PATH=/bin", "A=1"}
-	env = setEnv(env, "A", "2")
-	env = setEnv(env, "B", "x=y")
-	if got := strings.Join(env, " "); got != "PATH=/bin A=2 B=x=y" {
-		t.Errorf("env = %q", got)
-	}
-	if lookupEnv(env, "B") != "x=y" || lookupEnv(env, "C") != "" {
-		t.Errorf("lookupEnv wrong on %v", env)
-	}
-}
-
 func TestInherit(t *testing.T) {
 	base := ocispec.Image{
 		Config:  ocispec.ImageConfig{Env: []string{"A=1"}, Cmd: []string{"sh"}, Labels: map[string]string{"k": "v"}},

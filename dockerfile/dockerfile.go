@@ -421,19 +421,18 @@ func locErr(file string, err error, fallback int) error {
 
 // Expand expands $VAR and ${VAR} references (with the ${VAR:-default} family
 // and the file's escape token, as BuildKit does) in the keys and values of Env
-// and Label and in Workdir's path, using env (KEY=VALUE entries, later ones
-// win). All pairs of one instruction see the same env: `ENV A=1 B=$A` gives B
-// the previous A, like docker. Run, Cmd and Entrypoint are returned unchanged:
-// their shell expands at run time.
-func (p *Plan) Expand(c Command, env []string) (Command, error) {
+// and Label and in Workdir's path, using env (nil: none set). All pairs of
+// one instruction see the same env: `ENV A=1 B=$A` gives B the previous A,
+// like docker. Run, Cmd and Entrypoint are returned unchanged: their shell
+// expands at run time.
+func (p *Plan) Expand(c Command, env *Environment) (Command, error) {
 	esc := p.escape
 	if esc == 0 {
 		esc = parser.DefaultEscapeToken
 	}
 	lex := shell.NewLex(esc)
-	envs := shell.EnvsFromSlice(env)
 	word := func(s string) (string, error) {
-		out, _, err := lex.ProcessWord(s, envs)
+		out, _, err := lex.ProcessWord(s, env) // a nil *Environment has nothing set
 		return out, err
 	}
 	expandPairs := func(in []KeyValue) ([]KeyValue, error) {

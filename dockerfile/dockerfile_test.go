@@ -162,7 +162,7 @@ func TestExpand(t *testing.T) {
 			}
 			orig := p.Steps[len(p.Steps)-1].Command
 			before := fmt.Sprintf("%#v", orig)
-			got, err := p.Expand(orig, tc.env)
+			got, err := p.Expand(orig, NewEnvironment(tc.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,5 +240,24 @@ func TestParseFileRefusesFIFO(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("ParseFile blocked on a FIFO")
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	e := NewEnvironment([]string{"PATH=/bin", "A=1", "D=x", "D=y"})
+	e.Set("A", "2")
+	e.Set("B", "x=y")
+	e.Set("D", "z")
+	if got := strings.Join(e.List(), " "); got != "PATH=/bin A=2 D=x D=z B=x=y" {
+		t.Errorf("list = %q", got)
+	}
+	if v, ok := e.Get("B"); v != "x=y" || !ok {
+		t.Errorf("Get(B) = %q, %v", v, ok)
+	}
+	if v, ok := e.Get("C"); v != "" || ok {
+		t.Errorf("Get(C) = %q, %v", v, ok)
+	}
+	if got := strings.Join(e.Keys(), " "); got != "PATH A D B" {
+		t.Errorf("keys = %q", got)
 	}
 }
