@@ -207,6 +207,9 @@ func TestParseRefusesWhatCannotRun(t *testing.T) {
 		{"NUL in RUN", "FROM alpine\nRUN echo a\nRUN echo \x00b\n", "Dockerfile:3: NUL byte at column 10"},
 		{"NUL in heredoc", "FROM alpine\nRUN <<EOF\necho\necho \x00\nEOF\n", "Dockerfile:4: NUL byte at column 6"},
 		{"NUL in ENV", "FROM alpine\nENV A=\x00\n", "Dockerfile:2: NUL byte at column 7"},
+		{"bad escape directive on line 1", "# escape=0\nFROM alpine\n", "Dockerfile:1: invalid escape token"},
+		{"bad escape directive on line 3", "# syntax=docker/dockerfile:1\n#check=skip=all\n  # escape = x\nFROM alpine\n", "Dockerfile:3: invalid escape token"},
+		{"repeated directive", "# escape=`\n# escape=\\\nFROM alpine\n", "Dockerfile:2: only one escape parser directive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
