@@ -2,7 +2,6 @@ package dockerfile
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -96,5 +95,3 @@ func checkLocated(t *testing.T, msg string, lines int) {
 		t.Fatalf("error at line %d of a %d-line file: %q", n, lines, msg)
 	}
 }
-
-var _ = errors.Join
