@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/sys/user"
 
+	"github.com/stepexec/stepexec/internal/ctxio"
 	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/runtime"
 )
@@ -36,7 +37,7 @@ func lookupUser(ctx context.Context, root, spec string) (runtime.User, error) {
 			return runtime.User{}, fmt.Errorf("user %q: %w", spec, err)
 		}
 		defer f.Close()
-		readers[i] = ctxReader{ctx, f}
+		readers[i] = ctxio.Reader(ctx, f)
 	}
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
 	u, err := user.GetExecUser(spec, defaults, readers[0], readers[1])
@@ -53,17 +54,4 @@ func lookupUser(ctx context.Context, root, spec string) (runtime.User, error) {
 		}
 	}
 	return out, nil
-}
-
-// ctxReader stops reading once ctx is cancelled (a huge /etc/passwd).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -28,6 +28,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/stepexec/stepexec/internal/ctxio"
 	"github.com/stepexec/stepexec/internal/safefile"
 )
 
@@ -260,7 +261,7 @@ func compressLayer(ctx context.Context, src LayerReader, l Layer, blobs string) 
 	var once sync.Once
 	closeDiff := func() { once.Do(func() { diff.Close() }) }
 	defer closeDiff()
-	rc := diff
+	rc := ctxio.Reader(ctx, diff) // a large layer's export stops on Ctrl-C
 	tmp, err := os.CreateTemp(blobs, ".layer-")
 	if err != nil {
 		return nil, false, err

@@ -151,7 +151,7 @@ func TestImportFromStalledStdinStopsOnSignal(t *testing.T) {
 		}
 		pr.Close()
 		pw.Write([]byte("not a whole tar header")) // then nothing more, and no EOF
-		time.Sleep(3 * time.Second)                 // into the read (rootless: after the re-exec)
+		time.Sleep(3 * time.Second)                // into the read (rootless: after the re-exec)
 		sent := time.Now()
 		cmd.Process.Signal(syscall.SIGTERM)
 		err = cmd.Wait()

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/ctxio"
 )
 
 // OCI layer whiteout names (image-spec layer.md).
@@ -239,7 +241,8 @@ func (lw *layerWriter) copyFile(full string, size int64) error {
 		return fmt.Errorf("opening %s: %w", full, err)
 	}
 	defer f.Close()
-	n, err := io.CopyBuffer(lw.tw, io.LimitReader(f, size), lw.buf)
+	// A RUN can leave a file of any size: stop on cancellation mid-copy.
+	n, err := io.CopyBuffer(lw.tw, io.LimitReader(ctxio.Reader(lw.ctx, f), size), lw.buf)
 	lw.bytes += n
 	if err != nil {
 		return fmt.Errorf("copying %s into the layer tar: %w", full, err)
