@@ -11,6 +11,7 @@ import (
 	"github.com/moby/sys/user"
 
 	"github.com/stepexec/stepexec/internal/ctxio"
+	"github.com/stepexec/stepexec/internal/safefile"
 	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/runtime"
 )
@@ -33,8 +34,12 @@ func lookupUser(ctx context.Context, root, spec string) (runtime.User, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
+		var nr *safefile.NotRegularError
+		if errors.As(err, &nr) {
+			return runtime.User{}, fmt.Errorf("the image's %w", err)
+		}
 		if err != nil {
-			return runtime.User{}, fmt.Errorf("user %q: %w", spec, err)
+			return runtime.User{}, fmt.Errorf("reading the image's %s: %w", name, err)
 		}
 		defer f.Close()
 		readers[i] = ctxio.Reader(ctx, f)

@@ -57,7 +57,7 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 		osr, err := rootfs.OSRelease(snap.Dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			b.store.Remove(key)
-			return ImportResult{}, fmt.Errorf("naming the image after %s: %w: give a name", opts.Source, err)
+			return ImportResult{}, fmt.Errorf("%s: cannot name the image after its os-release: %w; give a name", opts.Source, err)
 		}
 		names = rootfs.ImportNames(osr)
 	}

@@ -92,9 +92,9 @@ func TestFIFOsAreRefusedNotWaitedOn(t *testing.T) {
 		before := a.storeLayers(t)
 		for _, c := range []struct{ name, dockerfile, want string }{
 			{"passwd before RUN", "FROM alpine\nRUN rm /etc/passwd && mkfifo /etc/passwd\nRUN echo never\n",
-				"Dockerfile:3: RUN echo never: user \"0\": /etc/passwd is a named pipe (FIFO), not a regular file"},
+				"Dockerfile:3: RUN echo never: the image's /etc/passwd is a named pipe (FIFO), not a regular file"},
 			{"group before WORKDIR", "FROM alpine\nRUN rm /etc/group && mkfifo /etc/group\nWORKDIR /somewhere\n",
-				"Dockerfile:3: WORKDIR /somewhere: user \"0\": /etc/group is a named pipe (FIFO), not a regular file"},
+				"Dockerfile:3: WORKDIR /somewhere: the image's /etc/group is a named pipe (FIFO), not a regular file"},
 		} {
 			ctxDir := a.writeContext(t, "fifo-"+strings.Fields(c.name)[0], c.dockerfile)
 			r := a.runWithin(t, limit, nil, "build", "--progress=plain", "-t", "fifo", ctxDir)
@@ -121,7 +121,7 @@ func TestFIFOsAreRefusedNotWaitedOn(t *testing.T) {
 			&tar.Header{Typeflag: tar.TypeFifo, Name: "etc/os-release", Mode: 0o644},
 			&tar.Header{Typeflag: tar.TypeReg, Name: "etc/hostname", Size: 1, Mode: 0o644})
 		r = a.runWithin(t, limit, nil, "import", osr)
-		if want := "/etc/os-release is a named pipe (FIFO), not a regular file: give a name"; r.code != 1 || !strings.Contains(r.stderr, want) {
+		if want := "osr-fifo.tar: cannot name the image after its os-release: /etc/os-release is a named pipe (FIFO), not a regular file; give a name"; r.code != 1 || !strings.Contains(r.stderr, want) {
 			t.Errorf("import with a FIFO os-release: want exit 1 saying %q, got %s", want, r)
 		}
 		a.assertNothingLeft(t, before)

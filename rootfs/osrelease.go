@@ -31,12 +31,12 @@ func OSRelease(root string) (map[string]string, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("os-release: %w", err)
+			return nil, err // names the file
 		}
 		data, err := io.ReadAll(io.LimitReader(f, 1<<20))
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("os-release: read %s: %w", f.Name(), err)
+			return nil, err
 		}
 		return parseOSRelease(data), nil
 	}
