@@ -30,6 +30,16 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	for _, s := range []string{
+		"\ufeff# escape=`\r\nFROM a\r\nRUN echo `\r\n  b\r\n",
+		"# syntax=x\n# escape=0\nFROM a\n",
+		"FROM a\nRUN <<EOF <<EOT\nx\nEOF\ny\nEOT\n",
+		"FROM a\nRUN echo \x00\n",
+		"FROM a AS b\nFROM b\nENV A=${B:?unset} C=$A\nWORKDIR ${A:-/x}\n",
+		"FROM a\nONBUILD RUN x\nHEALTHCHECK CMD x\nRUN --mount=type=cache x\n",
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var plan *Plan
 		var err error
