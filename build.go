@@ -17,6 +17,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/safefile"
 	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/runtime"
 	"github.com/stepexec/stepexec/snapshot"
@@ -72,7 +73,9 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image
 	if st, err := os.Stat(opts.ContextDir); err != nil || !st.IsDir() {
 		return image.Image{}, fmt.Errorf("build context %s is not a directory", opts.ContextDir)
 	}
-	df, err := os.Open(file)
+	// A FIFO at the Dockerfile's path would block the open until Ctrl-C,
+	// which could not interrupt it.
+	df, err := safefile.Open(file)
 	if err != nil {
 		return image.Image{}, fmt.Errorf("reading Dockerfile: %w", err)
 	}
@@ -147,6 +150,7 @@ type buildState struct {
 	lease *snapshot.Lease // holds the base and the layers made
 
 	config ocispec.Image
+	env    *dockerfile.Environment // indexes config.Config.Env
 	layers []image.Layer
 	cmdSet bool // CMD given in this stage: ENTRYPOINT then keeps it
 }
@@ -173,6 +177,7 @@ func (bs *buildState) run(ctx context.Context, names []string) (image.Image, err
 		return image.Image{}, err
 	}
 	bs.config = inherit(base.Config)
+	bs.env = dockerfile.NewEnvironment(bs.config.Config.Env)
 	if name == "" {
 		name = bs.plan.Base
 	}
@@ -228,14 +233,14 @@ func inherit(base ocispec.Image) ocispec.Image {
 			cfg.Config.Labels[k] = v
 		}
 	}
-	if lookupEnv(cfg.Config.Env, "PATH") == "" {
+	if path, _ := dockerfile.NewEnvironment(cfg.Config.Env).Get("PATH"); path == "" {
 		cfg.Config.Env = append(cfg.Config.Env, defaultPath)
 	}
 	return cfg
 }
 
 func (bs *buildState) step(ctx context.Context, n int, step dockerfile.Step) error {
-	cmd, err := bs.plan.Expand(step.Command, bs.config.Config.Env)
+	cmd, err := bs.plan.Expand(step.Command, bs.env)
 	if err != nil {
 		return &StepError{Location: step.Location, Text: step.Text, Err: err}
 	}
@@ -245,8 +250,9 @@ func (bs *buildState) step(ctx context.Context, n int, step dockerfile.Step) err
 		return bs.runStep(ctx, n, step, c)
 	case *dockerfile.Env:
 		for _, kv := range c.Pairs {
-			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+			bs.env.Set(kv.Key, kv.Value)
 		}
+		cfg.Env = bs.env.List()
 	case *dockerfile.Label:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}
@@ -318,7 +324,7 @@ func (bs *buildState) inSnapshot(ctx context.Context, n int, step dockerfile.Ste
 	if err != nil {
 		return snapshot.Committed{}, 0, bs.stepFailed(ctx, step, err)
 	}
-	user, err := lookupUser(snap.Dir, bs.config.Config.User)
+	user, err := lookupUser(ctx, snap.Dir, bs.config.Config.User)
 	if err == nil {
 		err = change(snap, user)
 	}

@@ -18,13 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/stepexec/stepexec/internal/safefile"
 )
 
 // Plan is what the builder executes: start from Base, then run Steps in order.
@@ -117,9 +118,10 @@ func Parse(r io.Reader, file string) (*Plan, error) {
 	return ParseWithOptions(r, file, ParseOptions{})
 }
 
-// ParseFile reads and parses the Dockerfile at path.
+// ParseFile reads and parses the Dockerfile at path, which must be a
+// regular file (a FIFO is refused rather than waited on).
 func ParseFile(path string) (*Plan, error) {
-	f, err := os.Open(path)
+	f, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
@@ -149,6 +151,9 @@ func ParseWithOptions(r io.Reader, file string, opts ParseOptions) (*Plan, error
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("%s: the Dockerfile is empty", file)
+	}
+	if err := checkText(data, file); err != nil {
+		return nil, err
 	}
 	res, err := parser.Parse(bytes.NewReader(data))
 	if err != nil {
@@ -389,19 +394,18 @@ func locErr(file string, err error, fallback int) error {
 
 // Expand expands $VAR and ${VAR} references (with the ${VAR:-default} family
 // and the file's escape token, as BuildKit does) in the keys and values of Env
-// and Label and in Workdir's path, using env (KEY=VALUE entries, later ones
-// win). All pairs of one instruction see the same env: `ENV A=1 B=$A` gives B
-// the previous A, like docker. Run, Cmd and Entrypoint are returned unchanged:
-// their shell expands at run time.
-func (p *Plan) Expand(c Command, env []string) (Command, error) {
+// and Label and in Workdir's path, using env (nil: none set). All pairs of
+// one instruction see the same env: `ENV A=1 B=$A` gives B the previous A,
+// like docker. Run, Cmd and Entrypoint are returned unchanged: their shell
+// expands at run time.
+func (p *Plan) Expand(c Command, env *Environment) (Command, error) {
 	esc := p.escape
 	if esc == 0 {
 		esc = parser.DefaultEscapeToken
 	}
 	lex := shell.NewLex(esc)
-	envs := shell.EnvsFromSlice(env)
 	word := func(s string) (string, error) {
-		out, _, err := lex.ProcessWord(s, envs)
+		out, _, err := lex.ProcessWord(s, env) // a nil *Environment has nothing set
 		return out, err
 	}
 	expandPairs := func(in []KeyValue) ([]KeyValue, error) {

@@ -8,6 +8,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -159,7 +162,7 @@ func TestExpand(t *testing.T) {
 			}
 			orig := p.Steps[len(p.Steps)-1].Command
 			before := fmt.Sprintf("%#v", orig)
-			got, err := p.Expand(orig, tc.env)
+			got, err := p.Expand(orig, NewEnvironment(tc.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,5 +183,84 @@ func TestExpandError(t *testing.T) {
 	}
 	if _, err := p.Expand(p.Steps[0].Command, nil); err == nil || !strings.Contains(err.Error(), "must be set") {
 		t.Fatalf("err = %v, want the ${A:?} message", err)
+	}
+}
+
+// TestParseRefusesWhatCannotRun: lines BuildKit's scanner cannot hold are
+// reported at their own line (BuildKit names the line before), and NUL
+// bytes, which no process argument can carry, fail the parse with their
+// line instead of the step at run time.
+func TestParseRefusesWhatCannotRun(t *testing.T) {
+	long := func(n int) string { return "LABEL x=" + strings.Repeat("a", n-len("LABEL x=")) }
+	cases := []struct {
+		name, src, want string
+	}{
+		{"long label on line 5", "FROM alpine\nRUN a\nRUN b\nRUN c\n" + long(70000) + "\nRUN d\n",
+			"Dockerfile:5: line longer than 65535 bytes"},
+		{"long first line", long(70000) + "\nFROM alpine\n", "Dockerfile:1: line longer than 65535 bytes"},
+		{"just too long", "FROM alpine\n" + long(65536) + "\n", "Dockerfile:2: line longer than 65535 bytes"},
+		{"long last line without newline", "FROM alpine\n\n" + long(65536), "Dockerfile:3: line longer than 65535 bytes"},
+		{"long continuation line", "FROM alpine\nRUN a \\\n  " + strings.Repeat("b", 70000) + "\n",
+			"Dockerfile:3: line longer than 65535 bytes"},
+		{"long heredoc line", "FROM alpine\nRUN <<EOF\necho\n" + strings.Repeat("b", 70000) + "\nEOF\n",
+			"Dockerfile:4: line longer than 65535 bytes"},
+		{"NUL in RUN", "FROM alpine\nRUN echo a\nRUN echo \x00b\n", "Dockerfile:3: NUL byte at column 10"},
+		{"NUL in heredoc", "FROM alpine\nRUN <<EOF\necho\necho \x00\nEOF\n", "Dockerfile:4: NUL byte at column 6"},
+		{"NUL in ENV", "FROM alpine\nENV A=\x00\n", "Dockerfile:2: NUL byte at column 7"},
+		{"bad escape directive on line 1", "# escape=0\nFROM alpine\n", "Dockerfile:1: invalid escape token"},
+		{"bad escape directive on line 3", "# syntax=docker/dockerfile:1\n#check=skip=all\n  # escape = x\nFROM alpine\n", "Dockerfile:3: invalid escape token"},
+		{"repeated directive", "# escape=`\n# escape=\\\nFROM alpine\n", "Dockerfile:2: only one escape parser directive"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(c.src), "Dockerfile")
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("err = %.200v, want it to start with %q", err, c.want)
+			}
+		})
+	}
+	ok := "FROM alpine\n" + long(65535) + "\n" + long(65535)
+	p, err := Parse(strings.NewReader(ok), "Dockerfile")
+	if err != nil || len(p.Steps) != 2 || p.Steps[1].Location.Line != 3 {
+		t.Errorf("lines of exactly 65535 bytes: %.200v", err)
+	}
+}
+
+func TestParseFileRefusesFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Dockerfile")
+	if err := unix.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ParseFile(path)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if want := path + " is a named pipe (FIFO), not a regular file"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want one saying %q", err, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ParseFile blocked on a FIFO")
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	e := NewEnvironment([]string{"PATH=/bin", "A=1", "D=x", "D=y"})
+	e.Set("A", "2")
+	e.Set("B", "x=y")
+	e.Set("D", "z")
+	if got := strings.Join(e.List(), " "); got != "PATH=/bin A=2 D=x D=z B=x=y" {
+		t.Errorf("list = %q", got)
+	}
+	if v, ok := e.Get("B"); v != "x=y" || !ok {
+		t.Errorf("Get(B) = %q, %v", v, ok)
+	}
+	if v, ok := e.Get("C"); v != "" || ok {
+		t.Errorf("Get(C) = %q, %v", v, ok)
+	}
+	if got := strings.Join(e.Keys(), " "); got != "PATH A D B" {
+		t.Errorf("keys = %q", got)
 	}
 }

@@ -18,7 +18,8 @@ import (
 // event, prefixed "#STEP" as `docker build --progress=plain` does, so a
 // RUN's life is visible: sandbox created → command ran → diff → layer →
 // sandbox removed. Tty mode prints a line per instruction and keeps step
-// output out of the way unless the step fails.
+// output out of the way unless the step fails; what it shows of a step is
+// sanitized (escape sequences dropped), plain mode passes it through.
 type progressPrinter struct {
 	mu    sync.Mutex
 	w     io.Writer
@@ -81,9 +82,9 @@ func (p *progressPrinter) ttyEvent(e stepexec.Event) {
 	switch e.Kind {
 	case stepexec.StepStarted:
 		p.steps, p.cur = e.Steps, e.Step
-		p.text[e.Step] = e.Text
+		p.text[e.Step] = sanitize(e.Text)
 		p.tail = &tailBuffer{max: 20}
-		fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s", e.Step, e.Steps, e.Text)
+		fmt.Fprintf(p.w, "\r\x1b[2K => [%d/%d] %s", e.Step, e.Steps, p.text[e.Step])
 	case stepexec.LayerDiffed:
 		if e.Empty {
 			p.summ[e.Step] = "no changes"
@@ -172,7 +173,7 @@ func (l *lineWriter) emit(line string) {
 	defer l.p.mu.Unlock()
 	if l.p.tty {
 		if l.p.tail != nil {
-			l.p.tail.add(line)
+			l.p.tail.add(sanitize(line))
 		}
 		return
 	}
