@@ -257,6 +257,11 @@ func TestBadDockerfilesFailBeforeAnyStep(t *testing.T) {
 		{name: "missing-base", dockerfile: "FROM nosuchimage:1\nRUN echo one\n", want: "Dockerfile:1"},
 		{name: "bad-output", dockerfile: "FROM alpine\nRUN echo one\n", want: "directory /proc/nope does not exist",
 			args: []string{"--output", "type=oci,dest=/proc/nope/x"}},
+		{name: "output-under-file", dockerfile: "FROM alpine\nRUN echo one\n", want: "/etc/hostname is a file, not a directory",
+			args: []string{"--output", "type=oci,dest=/etc/hostname/sub"}},
+		{name: "nul", dockerfile: "FROM alpine\nRUN echo one\nRUN echo \x00two\n", want: "Dockerfile:3: NUL byte at column 10"},
+		{name: "long-line", dockerfile: "FROM alpine\nRUN a\nRUN b\nRUN c\nLABEL x=" + strings.Repeat("y", 70000) + "\nRUN d\n",
+			want: "Dockerfile:5: line longer than 65535 bytes"},
 	}
 	forEachAccount(t, func(t *testing.T, a *account) {
 		a.importAlpine(t)
