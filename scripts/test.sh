@@ -26,3 +26,9 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 # Each fuzz target for a short time (their seed corpora ran above as tests).
 scripts/fuzz.sh
+if [ "$(id -u)" -eq 0 ]; then
+  # The corpus with stepexec, rootless BuildKit (the reference) and buildah,
+  # compared: fails on any difference from BuildKit that
+  # integration/KNOWN-DIFFERENCES.md does not list.
+  STEPEXEC_TEST_USER="${STEPEXEC_TEST_USER:-stepexec-ci}" scripts/conformance.sh
+fi
