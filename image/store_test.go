@@ -56,7 +56,7 @@ func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer, *s
 		if err := os.WriteFile(filepath.Join(snap.Dir, f), []byte(f), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Commit(context.Background(), key, snapshot.CommitOptions{Lease: lease})
+		c, err := s.Commit(context.Background(), key, snapshot.WithLease(lease))
 		if err != nil {
 			t.Fatal(err)
 		}

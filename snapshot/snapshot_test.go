@@ -51,7 +51,7 @@ func commitTree(t testing.TB, s *Store, key, parent string, tree map[string]stri
 		t.Fatalf("Prepare %s: %v", key, err)
 	}
 	writeTree(t, snap.Dir, tree)
-	c, err := s.Commit(ctx, key, CommitOptions{})
+	c, err := s.Commit(ctx, key)
 	if err != nil {
 		t.Fatalf("Commit %s: %v", key, err)
 	}
@@ -174,21 +174,21 @@ func TestCommitCases(t *testing.T) {
 				t.Errorf("Parent = %q, want %q", snap.Parent, base.ID)
 			}
 			if err := tc.change(snap.Dir); err != nil {
-				s.Remove("case")
+				s.Remove(context.Background(), "case")
 				t.Fatalf("changing %s: %v", snap.Dir, err)
 			}
 			lease, err := s.NewLease()
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := s.Commit(ctx, "case", CommitOptions{Lease: lease})
+			c, err := s.Commit(ctx, "case", WithLease(lease))
 			if err != nil {
 				t.Fatalf("Commit: %v", err)
 			}
 			if c.Empty || c.Layer.Parent != base.ID {
 				t.Fatalf("Commit = %+v, want a layer on %s", c, base.ID)
 			}
-			if want := layerID(base.ID, c.Layer.DiffID); c.Layer.ID != want {
+			if want := LayerID(base.ID, c.Layer.DiffID); c.Layer.ID != want {
 				t.Errorf("layer ID %s, want sha256(parent+\"+\"+diffID) %s", c.Layer.ID, want)
 			}
 			names, entries := readLayer(t, s, c.Layer.ID)
@@ -233,7 +233,7 @@ func TestEmptyAndDedup(t *testing.T) {
 	if _, err := s.Prepare(ctx, "noop", base.ID); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Commit(ctx, "noop", CommitOptions{})
+	c, err := s.Commit(ctx, "noop")
 	if err != nil || !c.Empty || c.Layer != (Layer{}) || c.Files != 0 {
 		t.Errorf("Commit of unchanged snapshot = %+v, %v; want Empty", c, err)
 	}
@@ -252,7 +252,7 @@ func TestEmptyAndDedup(t *testing.T) {
 		if err := os.Chtimes(p, fixedTime, fixedTime); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Commit(ctx, key, CommitOptions{Names: []string{"layer-" + key}})
+		c, err := s.Commit(ctx, key, WithNames("layer-"+key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +271,7 @@ func TestEmptyAndDedup(t *testing.T) {
 	if len(after) != len(before)+1 {
 		t.Errorf("%d layers before, %d after: want exactly one new", len(before), len(after))
 	}
-	l, err := s.Containers().Layer("layer-two")
+	l, err := s.store.Layer("layer-two")
 	if err != nil || l.ID != ids[0] {
 		t.Errorf("dedup should add the name: Layer(layer-two) = %v, %v", l, err)
 	}
@@ -291,7 +291,7 @@ func TestRemove(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(snap.Dir, "x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Remove("gone"); err != nil {
+	if err := s.Remove(context.Background(), "gone"); err != nil {
 		t.Fatal(err)
 	}
 	// (Only stepexec/ is checked: other tools may mount graph/overlay.)
@@ -299,10 +299,10 @@ func TestRemove(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(snap.Dir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("snapshot dir %s still there: %v", filepath.Dir(snap.Dir), err)
 	}
-	if err := s.Remove("gone"); err != nil {
+	if err := s.Remove(context.Background(), "gone"); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
-	if err := s.Remove("never-was"); err != nil {
+	if err := s.Remove(context.Background(), "never-was"); err != nil {
 		t.Errorf("Remove of unknown key: %v", err)
 	}
 	// The key is free again.
@@ -363,7 +363,7 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 				}
 				before = slices.DeleteFunc(before, func(l Layer) bool { return l.ID == parent })
 			}
-			c, err := s.Commit(ctx, "fail", CommitOptions{})
+			c, err := s.Commit(ctx, "fail")
 			if err == nil {
 				t.Fatalf("Commit succeeded: %+v", c)
 			}
@@ -380,7 +380,7 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 			}
 			assertNoMountsUnder(t, filepath.Join(dir, "graph", "stepexec"))
 			assertNoStaging(t, s)
-			if _, err := s.Commit(context.Background(), "fail", CommitOptions{}); err == nil {
+			if _, err := s.Commit(context.Background(), "fail"); err == nil {
 				t.Error("second Commit of the same key succeeded")
 			}
 		})
@@ -402,7 +402,7 @@ func TestChain(t *testing.T) {
 	if err := os.Remove(filepath.Join(snap.Dir, "gone")); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Commit(ctx, "l3", CommitOptions{})
+	c, err := s.Commit(ctx, "l3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func TestChain(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(snap.Dir, "gone")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("legacy=%v: whited-out file visible: %v", legacy, err)
 		}
-		if err := s.Remove("view"); err != nil {
+		if err := s.Remove(context.Background(), "view"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -492,7 +492,7 @@ func TestAlpineBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := untar(t, f, snap.Dir)
-	c, err := s.Commit(ctx, "alpine", CommitOptions{Names: []string{"alpine-base"}})
+	c, err := s.Commit(ctx, "alpine", WithNames("alpine-base"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestAlpineBase(t *testing.T) {
 	if err := os.Remove(filepath.Join(snap.Dir, "etc/motd")); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := s.Commit(ctx, "step", CommitOptions{})
+	c2, err := s.Commit(ctx, "step")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +624,7 @@ func BenchmarkStep(b *testing.B) {
 		}
 		b.StartTimer()
 		t1 := time.Now()
-		c, err := s.Commit(ctx, "step", CommitOptions{Lease: lease})
+		c, err := s.Commit(ctx, "step", WithLease(lease))
 		commit += time.Since(t1)
 		if err != nil {
 			b.Fatal(err)

@@ -50,7 +50,7 @@ type Store struct {
 	defaultLease *Lease // for commits without a lease of their own
 
 	viewMu sync.Mutex
-	view   *stepView // real root: made by the first PrepareStep
+	view   *stepView // real root: made by the first ForStep Prepare
 }
 
 // Open opens (creating if needed) the store with the overlay driver, checks

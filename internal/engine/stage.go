@@ -118,13 +118,17 @@ func (r *stepRun) exec(ctx context.Context, st State) (State, error) {
 	return applyConfig(r.b.req, st, r.step, cmd)
 }
 
-// inSnapshot prepares a writable snapshot on st's top layer, lets change
-// work in it and commits it; when change fails the snapshot is removed.
-// It returns st with the new layer (if the snapshot changed anything).
-func (r *stepRun) inSnapshot(ctx context.Context, st State, forStep bool, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
+// forStep prepares the snapshot a RUN step runs on.
+var forStep = []snapshot.PrepareOpt{snapshot.ForStep()}
+
+// inSnapshot prepares a writable snapshot on st's top layer (with the
+// options prepare), lets change work in it and commits it under the
+// build's commit options; when change fails the snapshot is removed. It
+// returns st with the new layer (if the snapshot changed anything).
+func (r *stepRun) inSnapshot(ctx context.Context, st State, prepare []snapshot.PrepareOpt, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
 	snaps := r.b.deps.Snaps
 	key := r.key("")
-	snap, err := snaps.Prepare(ctx, key, st.Top(), forStep)
+	snap, err := snaps.Prepare(ctx, key, st.Top(), prepare...)
 	if err != nil {
 		return st, snapshot.Committed{}, err
 	}
@@ -135,7 +139,7 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, forStep bool, change
 		return st, snapshot.Committed{}, err
 	}
 	start := time.Now()
-	c, err := snaps.Commit(ctx, key)
+	c, err := snaps.Commit(ctx, key, r.b.deps.Commit...)
 	if err != nil {
 		return st, snapshot.Committed{}, err
 	}
