@@ -666,3 +666,20 @@ func TestRootlessRunRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestImageRecordsNameOnlyImages: the image half of the store cannot name
+// or untag a layer.
+func TestImageRecordsNameOnlyImages(t *testing.T) {
+	s, _ := openTestStore(t)
+	l := commitTree(t, s, "base", "", map[string]string{"a": "a"})
+	rec := s.ImageRecords()
+	if err := rec.AddNames(l.ID, []string{"sneaky"}); err == nil {
+		t.Error("ImageRecords.AddNames named a layer")
+	}
+	if err := rec.RemoveNames(l.ID, []string{l.ID}); err == nil {
+		t.Error("ImageRecords.RemoveNames worked on a layer")
+	}
+	if got, err := rec.Layer(l.ID); err != nil || got.UncompressedDigest != l.DiffID {
+		t.Errorf("ImageRecords.Layer = %+v, %v", got, err)
+	}
+}

@@ -340,9 +340,6 @@ func (s *Store) PersistentDir(name string) (string, error) {
 	return dir, nil
 }
 
-// Containers returns the underlying containers/storage store (for images).
-func (s *Store) Containers() storage.Store { return s.store }
-
 // Close removes this Store's snapshots, releases its leases and shuts the
 // store down. Calling it again is a no-op.
 func (s *Store) Close() error {
