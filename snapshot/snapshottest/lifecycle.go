@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/stepexec/stepexec/snapshot"
 )
 
 // gone checks that a snapshot's directory no longer exists.
@@ -268,6 +270,23 @@ func (x *tester) viewOne(base string, i int) error {
 		return err
 	}
 	return x.s.Remove(x.ctx, key)
+}
+
+// testForStep: a snapshot for a RUN step shows its parent's tree (with
+// the ids of the steps' user namespace where the backend idmaps it), and
+// an untouched one commits to nothing.
+func testForStep(x *tester) {
+	base := x.layer("", BaseTree...).Layer.ID
+	snap, err := x.s.Prepare(x.ctx, "step", base, snapshot.ForStep())
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	if !snap.IDMapped {
+		x.checkTree(snap.Dir, oracle(x.t, BaseTree), "a snapshot for a step")
+	}
+	if c, err := x.s.Commit(x.ctx, "step"); err != nil || !c.Empty {
+		x.t.Errorf("Commit of an untouched step snapshot: %+v, %v", c, err)
+	}
 }
 
 // testCloseTwice: Close removes what is active, and a second Close does

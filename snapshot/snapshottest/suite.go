@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) snapshot.Snapshotter) {
 		{"OpaqueDirs", testOpaqueDirs},
 		{"ViewReadOnly", testViewReadOnly},
 		{"Concurrent", testConcurrent},
+		{"ForStep", testForStep},
 		{"CloseTwice", testCloseTwice},
 	}
 	for _, tc := range tests {
