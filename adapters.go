@@ -22,33 +22,9 @@ func (b *Builder) engineDeps(lease *snapshot.Lease) (engine.Deps, error) {
 	if err != nil {
 		return engine.Deps{}, err
 	}
-	return engine.Deps{Snaps: storeSnaps{s: b.store, lease: lease}, Runner: b.runtime,
+	return engine.Deps{Snaps: b.store, Commit: []snapshot.CommitOpt{snapshot.WithLease(lease)}, Runner: b.runtime,
 		Images: storeImages{s: b.images, lease: lease}, CacheDir: cache, TempDir: tmp}, nil
 }
-
-// storeSnaps is the engine's view of the snapshot store: commits go
-// under the build's lease.
-type storeSnaps struct {
-	s     *snapshot.Store
-	lease *snapshot.Lease
-}
-
-func (a storeSnaps) Prepare(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error) {
-	if forStep {
-		return a.s.PrepareStep(ctx, key, parent)
-	}
-	return a.s.Prepare(ctx, key, parent)
-}
-
-func (a storeSnaps) View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error) {
-	return a.s.View(ctx, key, parent)
-}
-
-func (a storeSnaps) Commit(ctx context.Context, key string) (snapshot.Committed, error) {
-	return a.s.Commit(ctx, key, snapshot.CommitOptions{Lease: a.lease, KeepEmpty: true})
-}
-
-func (a storeSnaps) Remove(_ context.Context, key string) error { return a.s.Remove(key) }
 
 // storeImages is the engine's view of the image store: an image found is
 // held by the build's lease from the lookup on, so an rmi meanwhile only

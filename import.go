@@ -56,27 +56,27 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	stats, err := rootfs.Unpack(ctx, src, snap.Dir, unpackOpts...)
 	stop()
 	if err != nil {
-		b.store.Remove(key)
+		b.store.Remove(ctx, key)
 		return ImportResult{}, fmt.Errorf("importing %s: %w", opts.Source, err)
 	}
 	names := opts.Names
 	if len(names) == 0 {
 		osr, err := rootfs.OSRelease(snap.Dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			b.store.Remove(key)
+			b.store.Remove(ctx, key)
 			return ImportResult{}, fmt.Errorf("%s: cannot name the image after its os-release: %w; give a name", opts.Source, err)
 		}
 		names = rootfs.ImportNames(osr)
 	}
 	if len(names) == 0 {
-		b.store.Remove(key)
+		b.store.Remove(ctx, key)
 		return ImportResult{}, fmt.Errorf("%s has no /etc/os-release to name the image after: give a name", opts.Source)
 	}
 	normalized := make([]string, 0, len(names))
 	for _, n := range names {
 		nn, err := image.Normalize(n)
 		if err != nil {
-			b.store.Remove(key)
+			b.store.Remove(ctx, key)
 			return ImportResult{}, err
 		}
 		normalized = append(normalized, nn)
@@ -89,11 +89,11 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	// Until the image holds it; a failed import's layer goes with it.
 	lease, err := b.store.NewLease()
 	if err != nil {
-		b.store.Remove(key)
+		b.store.Remove(ctx, key)
 		return ImportResult{}, err
 	}
 	defer lease.Release()
-	c, err := b.store.Commit(ctx, key, snapshot.CommitOptions{Lease: lease})
+	c, err := b.store.Commit(ctx, key, snapshot.WithLease(lease))
 	if err != nil {
 		return ImportResult{}, fmt.Errorf("storing %s: %w", opts.Source, err)
 	}

@@ -105,7 +105,7 @@ func Open(opts ...Option) (*Builder, error) {
 		store.Close()
 		return nil, err
 	}
-	return &Builder{store: store, images: image.NewStore(store.Containers(), store), runtime: rt}, nil
+	return &Builder{store: store, images: image.NewStore(store.ImageRecords(), store), runtime: rt}, nil
 }
 
 // PruneOptions says what Prune removes besides leftovers.

@@ -52,8 +52,22 @@ func (i Image) ShortID() string {
 
 // Store reads and writes images in a containers/storage store.
 type Store struct {
-	s       storage.Store
+	s       Records
 	deleter Deleter
+}
+
+// Records is the part of a containers/storage store images are kept in
+// (go.podman.io/storage.Store has these methods; snapshot.Store hands out
+// just these, as snapshot.ImageRecords): image records, their big data
+// and names, and layer lookups for an image's chain and size.
+type Records interface {
+	Image(id string) (*storage.Image, error)
+	Images() ([]storage.Image, error)
+	CreateImage(id string, names []string, layer, metadata string, opts *storage.ImageOptions) (*storage.Image, error)
+	ImageBigData(id, key string) ([]byte, error)
+	AddNames(id string, names []string) error    // of an image
+	RemoveNames(id string, names []string) error // of an image
+	Layer(id string) (*storage.Layer, error)
 }
 
 // Deleter deletes an image record with the layers only it uses (package
@@ -65,9 +79,8 @@ type Deleter interface {
 	DeleteImage(id string) (kept bool, err error)
 }
 
-// NewStore wraps an opened containers/storage store; rmi deletes images
-// through d.
-func NewStore(s storage.Store, d Deleter) *Store { return &Store{s: s, deleter: d} }
+// NewStore keeps images in r; rmi deletes them through d.
+func NewStore(r Records, d Deleter) *Store { return &Store{s: r, deleter: d} }
 
 // MadeFlag is set on the images stepexec stores: `prune --all` deletes
 // only those once they have no name. It is snapshot.MadeFlag (the name of

@@ -56,7 +56,7 @@ func newStore(t *testing.T, files ...string) (*snapshot.Store, []image.Layer, *s
 		if err := os.WriteFile(filepath.Join(snap.Dir, f), []byte(f), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Commit(context.Background(), key, snapshot.CommitOptions{Lease: lease})
+		c, err := s.Commit(context.Background(), key, snapshot.WithLease(lease))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func config(cmd string) dockerspec.DockerOCIImage {
 
 func TestPutGetListRemove(t *testing.T) {
 	s, layers, lease := newStore(t, "a", "b")
-	st := image.NewStore(s.Containers(), s)
+	st := image.NewStore(s.ImageRecords(), s)
 	defer lease.Release()
 
 	base, err := st.Put(config("base"), layers[:1], []string{"localhost/base:latest"})
@@ -148,7 +148,7 @@ func TestPutGetListRemove(t *testing.T) {
 // layers and all, until the build is done.
 func TestRemoveKeepsWhatABuildStandsOn(t *testing.T) {
 	s, layers, lease := newStore(t, "a")
-	st := image.NewStore(s.Containers(), s)
+	st := image.NewStore(s.ImageRecords(), s)
 	img, err := st.Put(config("base"), layers, []string{"localhost/base:latest"})
 	if err != nil {
 		t.Fatal(err)

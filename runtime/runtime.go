@@ -14,7 +14,7 @@
 // Every step gets new user (id map from userns.NestedIDMaps: the identity
 // over stepexec's outer namespace, or, as real root, ids 0..65535 shifted
 // to root's subordinate ids so that host root is never mapped into a step;
-// its rootfs must then be idmapped to match, see snapshot.PrepareStep),
+// its rootfs must then be idmapped to match, see snapshot.ForStep),
 // mount, pid, ipc, uts and network namespaces; the network has only "lo",
 // up.
 // The process gets Docker's default capabilities, masked /proc paths and

@@ -68,7 +68,7 @@ func shift(t testing.TB) *userns.Shift {
 	return s
 }
 
-// stepView returns dir as snapshot.PrepareStep would give it to a step: as
+// stepView returns dir as a ForStep snapshot.Store.Prepare would give it to a step: as
 // real root an idmapped clone of it (on-disk uid 0 is the step's root)
 // attached at a new temp dir and detached at cleanup; otherwise dir.
 func stepView(t testing.TB, dir string) string {
@@ -403,7 +403,7 @@ func TestOverlayUpperHasOnlyStepChanges(t *testing.T) {
 	}
 	traversable(t, merged)
 	// As real root the upper dir must be idmapped like the lower (as
-	// snapshot.PrepareStep mounts it); the bases are clones of both dirs.
+	// a ForStep snapshot.Store.Prepare mounts it); the bases are clones of both dirs.
 	upperBase, lowerView := base, lower
 	if sh := shift(t); sh != nil {
 		lowerView = stepView(t, lower)

@@ -37,15 +37,44 @@ const (
 // directories end in "/". The upper directory itself is not an entry.
 //
 // Overlay's own markers are translated: a whiteout (character device 0/0)
-// becomes an empty regular file DIR/.wh.NAME; an opaque directory
-// (user.overlay.opaque or trusted.overlay.opaque = "y") becomes the directory
-// entry followed by DIR/.wh..wh..opq. Extended attributes in the overlay
-// namespaces are never copied; all others (user.*, security.capability,
-// trusted.*) go into SCHILY.xattr.* PAX records. Files with several links
-// inside the layer become hard links (TypeLink) to the first path written.
-// Sockets are skipped: tar cannot hold them.
+// becomes an empty regular file DIR/.wh.NAME, mode 0600, owned by 0:0,
+// with DIR's mtime (the time of the deletion, when it was DIR's last
+// change: a whiteout's header depends on the tree alone, so every backend
+// writes the same); an opaque directory (user.overlay.opaque or
+// trusted.overlay.opaque = "y") becomes the directory entry followed by
+// DIR/.wh..wh..opq. Extended attributes in the overlay namespaces are
+// never copied; all others (user.*, security.capability, trusted.*) go
+// into SCHILY.xattr.* PAX records. Files with several links inside the
+// layer become hard links (TypeLink) to the first path written. Sockets
+// are skipped: tar cannot hold them.
 func WriteLayerTar(w io.Writer, upper string) (files int, bytes int64, err error) {
 	return writeLayerTar(context.Background(), w, upper)
+}
+
+// A Selection picks the entries of a whole tree that make a layer, for a
+// tree that is not an overlay upper directory: package native's
+// snapshots are full copies of their parent's tree. Paths are
+// slash-separated and relative to the tree ("" is the tree itself).
+type Selection interface {
+	// Pick tells whether the entry rel goes into the layer (a
+	// directory's children are then asked about in turn) and, for a
+	// directory, whether it replaced the parent's one (opaque: it hides
+	// all the parent had below it).
+	Pick(rel string) (write, opaque bool)
+	// Deleted lists the names in directory dir that the parent's tree
+	// had and this one lacks: their whiteouts.
+	Deleted(dir string) []string
+}
+
+// WriteTreeTar writes the layer tar of the entries of tree that sel
+// picks, in WriteLayerTar's format, and returns the same counts. Since
+// both write the same headers for the same files, a backend that copies
+// trees gives the DiffIDs the overlay Store gives.
+func WriteTreeTar(ctx context.Context, w io.Writer, tree string, sel Selection) (files int, bytes int64, err error) {
+	lw := newLayerWriter(ctx, w, tree)
+	lw.sel = sel
+	err = lw.run()
+	return lw.files, lw.bytes, err
 }
 
 type inodeKey struct {
@@ -56,6 +85,7 @@ type layerWriter struct {
 	ctx   context.Context
 	tw    *tar.Writer
 	upper string
+	sel   Selection           // nil: upper is an overlay upper dir, all of it goes
 	links map[inodeKey]string // first tar path of each multiply-linked inode
 	files int
 	bytes int64
@@ -95,6 +125,13 @@ func (lw *layerWriter) run() error {
 	return nil
 }
 
+// dirEntry is a name walkDir writes.
+type dirEntry struct {
+	name     string
+	whiteout bool // Selection.Deleted
+	opaque   bool // Selection.Pick
+}
+
 // walkDir writes the entries of the directory rel (relative to upper, "" for
 // upper itself) and, recursively, their children.
 func (lw *layerWriter) walkDir(rel string) error {
@@ -104,23 +141,70 @@ func (lw *layerWriter) walkDir(rel string) error {
 		return fmt.Errorf("opening %s: %w", dir, err)
 	}
 	names, err := f.Readdirnames(-1)
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(int(f.Fd()), &st)
+	}
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("reading directory %s: %w", dir, err)
 	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, e := range lw.entries(rel, names) {
 		if err := lw.ctx.Err(); err != nil {
 			return err
 		}
-		if err := lw.writeEntry(path.Join(rel, name)); err != nil {
+		p := path.Join(rel, e.name)
+		if e.whiteout {
+			err = lw.writeWhiteout(p, st.Mtim.Sec, dir)
+		} else {
+			err = lw.writeEntry(p, e.opaque, st.Mtim.Sec)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (lw *layerWriter) writeEntry(rel string) error {
+// entries sorts the names of directory rel, keeping those the Selection
+// picks and adding its whiteouts.
+func (lw *layerWriter) entries(rel string, names []string) []dirEntry {
+	out := make([]dirEntry, 0, len(names))
+	for _, n := range names {
+		e := dirEntry{name: n}
+		if lw.sel != nil {
+			var write bool
+			if write, e.opaque = lw.sel.Pick(path.Join(rel, n)); !write {
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	if lw.sel != nil {
+		for _, n := range lw.sel.Deleted(rel) {
+			out = append(out, dirEntry{name: n, whiteout: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b dirEntry) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+// writeWhiteout writes the whiteout of rel, in a directory whose mtime is
+// dirMtime (seconds).
+func (lw *layerWriter) writeWhiteout(rel string, dirMtime int64, full string) error {
+	dir, base := path.Split(rel)
+	return lw.writeHeader(&tar.Header{
+		Name:     dir + whiteoutPrefix + base,
+		Typeflag: tar.TypeReg,
+		Mode:     0o600,
+		ModTime:  time.Unix(dirMtime, 0),
+		Format:   tar.FormatPAX,
+	}, full)
+}
+
+// writeEntry writes the entry rel; opaque marks a directory that replaced
+// the parent's (Selection), dirMtime is its directory's mtime.
+func (lw *layerWriter) writeEntry(rel string, opaque bool, dirMtime int64) error {
 	full := filepath.Join(lw.upper, rel)
 	var st unix.Stat_t
 	if err := unix.Lstat(full, &st); err != nil {
@@ -139,20 +223,18 @@ func (lw *layerWriter) writeEntry(rel string) error {
 	// Overlay whiteouts are checked before hard links: the kernel shares
 	// one inode among whiteouts, so they often have nlink > 1.
 	if fmtType == unix.S_IFCHR && st.Rdev == 0 {
-		dir, base := path.Split(rel)
-		hdr.Name = dir + whiteoutPrefix + base
-		hdr.Typeflag = tar.TypeReg
-		hdr.Mode = 0o600
-		return lw.writeHeader(hdr, full)
+		return lw.writeWhiteout(rel, dirMtime, full)
 	}
 
-	xattrs, opaque, ovl, err := readXattrs(full, fmtType == unix.S_IFDIR)
+	xattrs, ovlOpaque, ovl, err := readXattrs(full, fmtType == unix.S_IFDIR)
 	if err != nil {
 		return err
 	}
 	if len(ovl) > 0 && lw.onOverlayXattrs != nil {
-		lw.onOverlayXattrs(rel, opaque, ovl)
+		lw.onOverlayXattrs(rel, ovlOpaque, ovl)
 	}
+	// A copied tree's overlay xattrs are a step's doing, not overlay's.
+	opaque = opaque || ovlOpaque && lw.sel == nil
 	if len(xattrs) > 0 {
 		hdr.PAXRecords = make(map[string]string, len(xattrs))
 		for k, v := range xattrs {
@@ -162,42 +244,9 @@ func (lw *layerWriter) writeEntry(rel string) error {
 
 	switch fmtType {
 	case unix.S_IFDIR:
-		hdr.Typeflag = tar.TypeDir
-		hdr.Name = rel + "/"
-		if err := lw.writeHeader(hdr, full); err != nil {
-			return err
-		}
-		if opaque {
-			wh := &tar.Header{
-				Typeflag: tar.TypeReg,
-				Name:     rel + "/" + whiteoutOpaque,
-				Mode:     hdr.Mode & 0o777,
-				Uid:      hdr.Uid,
-				Gid:      hdr.Gid,
-				ModTime:  hdr.ModTime,
-				Format:   tar.FormatPAX,
-			}
-			if err := lw.writeHeader(wh, full); err != nil {
-				return err
-			}
-		}
-		return lw.walkDir(rel)
+		return lw.writeDir(rel, hdr, opaque, full)
 	case unix.S_IFREG:
-		if st.Nlink > 1 {
-			key := inodeKey{dev: st.Dev, ino: st.Ino}
-			if first, ok := lw.links[key]; ok {
-				hdr.Typeflag = tar.TypeLink
-				hdr.Linkname = first
-				return lw.writeHeader(hdr, full)
-			}
-			lw.links[key] = rel
-		}
-		hdr.Typeflag = tar.TypeReg
-		hdr.Size = st.Size
-		if err := lw.writeHeader(hdr, full); err != nil {
-			return err
-		}
-		return lw.copyFile(full, st.Size)
+		return lw.writeFile(rel, hdr, &st, full)
 	case unix.S_IFLNK:
 		target, err := os.Readlink(full)
 		if err != nil {
@@ -222,6 +271,50 @@ func (lw *layerWriter) writeEntry(rel string) error {
 	default:
 		return fmt.Errorf("%s: unsupported file type %#o", full, fmtType)
 	}
+}
+
+// writeDir writes a directory, its opaque marker and its children.
+func (lw *layerWriter) writeDir(rel string, hdr *tar.Header, opaque bool, full string) error {
+	hdr.Typeflag = tar.TypeDir
+	hdr.Name = rel + "/"
+	if err := lw.writeHeader(hdr, full); err != nil {
+		return err
+	}
+	if opaque {
+		wh := &tar.Header{
+			Typeflag: tar.TypeReg,
+			Name:     rel + "/" + whiteoutOpaque,
+			Mode:     hdr.Mode & 0o777,
+			Uid:      hdr.Uid,
+			Gid:      hdr.Gid,
+			ModTime:  hdr.ModTime,
+			Format:   tar.FormatPAX,
+		}
+		if err := lw.writeHeader(wh, full); err != nil {
+			return err
+		}
+	}
+	return lw.walkDir(rel)
+}
+
+// writeFile writes a regular file, or a hard link to the first path of
+// its inode written.
+func (lw *layerWriter) writeFile(rel string, hdr *tar.Header, st *unix.Stat_t, full string) error {
+	if st.Nlink > 1 {
+		key := inodeKey{dev: st.Dev, ino: st.Ino}
+		if first, ok := lw.links[key]; ok {
+			hdr.Typeflag = tar.TypeLink
+			hdr.Linkname = first
+			return lw.writeHeader(hdr, full)
+		}
+		lw.links[key] = rel
+	}
+	hdr.Typeflag = tar.TypeReg
+	hdr.Size = st.Size
+	if err := lw.writeHeader(hdr, full); err != nil {
+		return err
+	}
+	return lw.copyFile(full, st.Size)
 }
 
 func (lw *layerWriter) writeHeader(hdr *tar.Header, full string) error {

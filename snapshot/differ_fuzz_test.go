@@ -80,7 +80,8 @@ func (f *fuzzBytes) name() string {
 // hardlinks, symlinks, whiteouts, opaque directories and FIFOs.
 func decodeTree(data []byte) *fnode {
 	in := &fuzzBytes{b: data}
-	root := &fnode{kind: 'd', attrs: &fattrs{}}
+	// The upper dir's own mtime is fixed too: whiteouts at the top take it.
+	root := &fnode{kind: 'd', attrs: &fattrs{mtime: time.Unix(1_000_000_000, 0)}}
 	dirs := []*fnode{root}
 	var files []*fnode
 	for n := int(in.next() % 24); n > 0; n-- {
@@ -225,7 +226,9 @@ func expected(n *fnode, prefix string) []string {
 		case 'l':
 			out = append(out, line(tar.TypeSymlink, p, 0o777, fmt.Sprintf(" link=%q", c.target)))
 		case 'w':
-			out = append(out, line(tar.TypeReg, prefix+whiteoutPrefix+c.name, 0o600, " size=0"))
+			// A whiteout's header is its directory's: owner 0:0, the
+			// directory's mtime (the tree alone decides it).
+			out = append(out, fmt.Sprintf("%c %q mode=%o 0:0 mtime=%d size=0", tar.TypeReg, prefix+whiteoutPrefix+c.name, 0o600, n.attrs.mtime.Unix()))
 		case 'p':
 			out = append(out, line(tar.TypeFifo, p, a.mode&0o7777, ""))
 		}
@@ -285,6 +288,10 @@ func FuzzWriteLayerTar(f *testing.F) {
 		upper := t.TempDir()
 		create(t, upper, tree, map[*fattrs]string{})
 		setAttrs(t, upper, tree)
+		rootTime := []unix.Timespec{unix.NsecToTimespec(tree.attrs.mtime.UnixNano()), unix.NsecToTimespec(tree.attrs.mtime.UnixNano())}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, upper, rootTime, 0); err != nil {
+			t.Fatal(err)
+		}
 
 		var first, second bytes.Buffer
 		files, nbytes, err := WriteLayerTar(&first, upper)

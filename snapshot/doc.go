@@ -1,18 +1,22 @@
 // Package snapshot owns stepexec's layer store (go.podman.io/storage with the
 // overlay driver) and the writable snapshots on which RUN steps run.
 //
-// Terms, in the style of containerd's snapshots.Snapshotter:
+// Snapshotter (snapshotter.go) is the interface builds use, with its terms
+// (layer, parent, key, snapshot, view) and lifecycle defined in the style
+// of containerd's snapshots.Snapshotter. Store, this package's backend,
+// implements it on overlayfs; snapshot/native implements it with plain
+// copies, for hosts without usable overlay and for the engine's tests;
+// snapshot/snapshottest is the suite both pass. In Store's terms:
 //
-//   - A layer is an immutable committed change set in the store, identified
-//     by ID, with a parent layer ("" for a base layer), a DiffID (the sha256
-//     of its uncompressed tar) and an uncompressed size. Layer IDs follow
-//     containers/image's convention so that podman deduplicates against them:
-//     a base layer's ID is its DiffID's hex; a child's is
-//     sha256hex(parentID + "+" + diffID.String()).
+//   - A layer is a containers/storage layer, identified by ID (or a
+//     name), with a parent layer ("" for a base layer), a DiffID (the
+//     sha256 of its uncompressed tar) and an uncompressed size. Layer IDs
+//     follow containers/image's convention (LayerID) so that podman
+//     deduplicates against them.
 //   - A snapshot is a writable overlayfs view on top of a parent layer (""
 //     = on an empty tree), identified by a key the caller chooses. It lives
 //     until it is committed (turned into a layer) or removed. Its merged
-//     directory is the rootfs a step runs on.
+//     directory is the rootfs a step runs on. A view is a read-only one.
 //
 // Snapshots are not containers/storage layers: each one is a directory
 // <graphroot>/stepexec/snapshots/<owner>/<key>/{upper,work,merged} that this
@@ -22,13 +26,14 @@
 // directories whose lock is free, i.e. left behind by a killed process (whose
 // mounts vanished with its private mount namespace).
 //
-// As real root, a snapshot a RUN step runs on (PrepareStep) shows its files
-// shifted to the ids of the step's user namespace (userns.Shift: root's
-// subordinate ids): the overlay's lower, upper and work directories are
-// given to overlayfs as fds (Linux 6.13+) inside two idmapped clones of
-// <graphroot>/overlay and of the owner directory, made once per Store on
-// the first PrepareStep and attached nowhere, so no mount but the overlay
-// itself ever appears and nothing survives the process. Files keep their
+// As real root, a snapshot a RUN step runs on (Prepare with ForStep)
+// shows its files shifted to the ids of the step's user namespace
+// (userns.Shift: root's subordinate ids): the overlay's lower, upper and
+// work directories are given to overlayfs as fds (Linux 6.13+) inside two
+// idmapped clones of <graphroot>/overlay and of the owner directory, made
+// once per Store on the first ForStep Prepare and attached nowhere, so no
+// mount but the overlay itself ever appears and nothing survives the
+// process. Files keep their
 // image ids on disk: what the step's root writes is stored as uid 0, and
 // overlay's whiteouts and trusted.overlay.opaque xattrs are unchanged.
 // Prepare's snapshots are not idmapped: this process (an import, WORKDIR)
@@ -93,7 +98,7 @@
 //
 // Open must run as uid 0: real root, or root of the outer user namespace the
 // stepexec binary re-executes into (go.podman.io/storage/pkg/unshare). As
-// real root PrepareStep also needs the private mount namespace userns.Enter
+// real root a ForStep Prepare also needs the private mount namespace userns.Enter
 // makes, and refuses to mount in a shared one. Any
 // main or test main using this package must begin with
 // `if reexec.Init() { return }` (go.podman.io/storage/pkg/reexec).

@@ -92,7 +92,7 @@ func commitIn(t *testing.T, s *Store, lease *Lease, key, parent string, tree map
 		t.Fatal(err)
 	}
 	writeTree(t, snap.Dir, tree)
-	c, err := s.Commit(ctx, key, CommitOptions{Lease: lease})
+	c, err := s.Commit(ctx, key, WithLease(lease))
 	if err != nil || c.Empty {
 		t.Fatalf("Commit %s: %+v, %v", key, c, err)
 	}

@@ -16,7 +16,7 @@ import (
 // home, <graphroot>/overlay (every layer's diff dir), and of the Store's
 // owner dir (every snapshot's upper and work dir, which overlay wants on
 // one mount), and the directory the overlays are mounted in. The clones
-// are made once, on the first PrepareStep, and closed by Close. Being
+// are made once, on the first ForStep Prepare, and closed by Close. Being
 // attached nowhere, they cannot outlive the process nor be seen in any
 // mount table; an overlay mounted on them keeps what it uses.
 type stepView struct {

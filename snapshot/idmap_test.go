@@ -27,7 +27,7 @@ func shiftOrSkip(t testing.TB) *userns.Shift {
 		if os.Geteuid() == 0 && !userns.InUserNamespace() {
 			t.Fatal("real root without a shift: this kernel cannot idmap overlay layers (see the warning above)")
 		}
-		t.Skip("snapshots are idmapped only as real root; in stepexec's user namespace PrepareStep is Prepare")
+		t.Skip("snapshots are idmapped only as real root; in stepexec's user namespace ForStep changes nothing")
 	}
 	return sh
 }
@@ -81,12 +81,12 @@ func TestPrepareStepIDMapped(t *testing.T) {
 	if err := os.Chmod(filepath.Join(diffDir(s, base.ID), "etc/secret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := s.PrepareStep(ctx, "step", base.ID)
+	snap, err := s.Prepare(ctx, "step", base.ID, ForStep())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !snap.IDMapped {
-		t.Error("PrepareStep as real root: IDMapped is false")
+		t.Error("ForStep Prepare as real root: IDMapped is false")
 	}
 	if m := mountsUnder(t, dir); len(m) != 0 {
 		t.Errorf("mounts under the store while the snapshot lives: %v, want none (steps' roots are in %s)", m, stepRootsBase)
@@ -109,7 +109,7 @@ rm -r d && mkdir d && echo b > d/b
 		t.Errorf("the step saw:\n%s", out)
 	}
 
-	c, err := s.Commit(ctx, "step", CommitOptions{})
+	c, err := s.Commit(ctx, "step")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,14 +149,14 @@ rm -r d && mkdir d && echo b > d/b
 func TestPrepareStepNoParent(t *testing.T) {
 	sh := shiftOrSkip(t)
 	s, dir := openTestStore(t)
-	snap, err := s.PrepareStep(context.Background(), "first", "")
+	snap, err := s.Prepare(context.Background(), "first", "", ForStep())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out := inStep(t, sh, snap.Dir, `stat -c %u:%g .; echo x > f; ls -A`); normalize(out) != "0:0\nf\n" {
 		t.Errorf("the step saw %q", out)
 	}
-	if err := s.Remove("first"); err != nil {
+	if err := s.Remove(context.Background(), "first"); err != nil {
 		t.Fatal(err)
 	}
 	assertNoMountsUnder(t, dir)
@@ -169,7 +169,7 @@ func TestPrepareHostView(t *testing.T) {
 	shiftOrSkip(t)
 	s, _ := openTestStore(t)
 	ctx := context.Background()
-	if _, err := s.PrepareStep(ctx, "step", ""); err != nil {
+	if _, err := s.Prepare(ctx, "step", "", ForStep()); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := s.Prepare(ctx, "host", "")
@@ -185,7 +185,7 @@ func TestPrepareHostView(t *testing.T) {
 	if err := os.Chown(filepath.Join(snap.Dir, "f"), 7, 8); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Commit(ctx, "host", CommitOptions{})
+	c, err := s.Commit(ctx, "host")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func BenchmarkStepIDMapped(b *testing.B) {
 	var prepare, commit time.Duration
 	for i := 0; b.Loop(); i++ {
 		t0 := time.Now()
-		snap, err := s.PrepareStep(ctx, "step", parent.ID)
+		snap, err := s.Prepare(ctx, "step", parent.ID, ForStep())
 		prepare += time.Since(t0)
 		if err != nil {
 			b.Fatal(err)
@@ -219,7 +219,7 @@ func BenchmarkStepIDMapped(b *testing.B) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		_, err = s.Commit(ctx, "step", CommitOptions{Lease: lease})
+		_, err = s.Commit(ctx, "step", WithLease(lease))
 		commit += time.Since(t1)
 		if err != nil {
 			b.Fatal(err)

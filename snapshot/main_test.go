@@ -86,7 +86,7 @@ func commitInLease(s *Store, parent string) (string, error) {
 	if err := os.WriteFile(filepath.Join(snap.Dir, "made"), []byte(snap.Dir), 0o644); err != nil {
 		return "", err
 	}
-	c, err := s.Commit(ctx, "made", CommitOptions{Lease: lease})
+	c, err := s.Commit(ctx, "made", WithLease(lease))
 	return c.Layer.ID, err
 }
 

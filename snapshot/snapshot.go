@@ -2,8 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,40 +13,6 @@ import (
 	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
 )
-
-// Snapshot is a mounted writable view; Dir is the rootfs to run a step on.
-type Snapshot struct {
-	Key    string
-	Parent string // parent layer ID, "" if none
-	Dir    string // merged overlay mount: the rootfs to run on
-	// IDMapped: Dir shows the files with the ids of the steps' user
-	// namespace (PrepareStep as real root, see userns.Shift): a file stored
-	// as uid N is seen as root's N-th subordinate id, and this process
-	// (host uid 0) can read but not create files there.
-	IDMapped bool
-}
-
-// Committed is the outcome of Commit.
-type Committed struct {
-	Layer Layer // zero value when Empty
-	Empty bool  // the upper dir held no changes: no layer was made
-	// Reused: an identical layer (same parent, same DiffID) was in the
-	// store already, and Layer is that one: this Commit made nothing.
-	Reused bool
-	Files  int   // entries in the layer tar (files, dirs, links, whiteouts)
-	Bytes  int64 // bytes of regular-file content in the layer
-}
-
-// CommitOptions tunes Commit.
-type CommitOptions struct {
-	Names []string // optional layer names
-	// Lease holds the layer (made or found) until an image refers to it;
-	// nil means a lease of the Store's own, released by Close.
-	Lease *Lease
-	// KeepEmpty commits a layer even when the snapshot changed nothing (an
-	// empty tar), as BuildKit does for every RUN, COPY and WORKDIR.
-	KeepEmpty bool
-}
 
 // maxLowers is overlayfs's stacking limit (OVL_MAX_STACK).
 const maxLowers = 500
@@ -101,28 +65,13 @@ func validKey(key string) error {
 }
 
 // Prepare mounts a new writable snapshot named key on top of the layer
-// parent ("" = an empty tree) and returns it. The key must not be in use in
-// this Store. Its files are seen with the ids they are stored with, for
-// this process to write (an import, WORKDIR's mkdir); a RUN step needs
-// PrepareStep.
-func (s *Store) Prepare(ctx context.Context, key, parent string) (*Snapshot, error) {
-	return s.prepare(ctx, key, parent, false)
-}
-
-// PrepareStep is Prepare for a snapshot a RUN step (package runtime) runs
-// on. As real root its layers are idmapped to the steps' subordinate ids
-// (userns.Shift, Snapshot.IDMapped), so the step's root owns what uid 0
-// owns on disk and what it writes is stored with the image's ids; only a
-// kernel without idmapped overlay layers gets Prepare's view (steps then
-// run as host ids too: userns.StepShift warned). In stepexec's user
-// namespace (rootless) it is Prepare.
-func (s *Store) PrepareStep(ctx context.Context, key, parent string) (*Snapshot, error) {
-	return s.prepare(ctx, key, parent, true)
-}
-
-func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (*Snapshot, error) {
+// parent (an ID or name; "" = an empty tree) and returns it. The key must
+// not be in use in this Store. Its files are seen with the ids they are
+// stored with, for this process to write (an import, WORKDIR's mkdir); a
+// RUN step's snapshot needs ForStep.
+func (s *Store) Prepare(ctx context.Context, key, parent string, opts ...PrepareOpt) (*Snapshot, error) {
 	var view *stepView
-	if forStep {
+	if PrepareOptionsOf(opts).ForStep {
 		var err error
 		if view, err = s.stepView(); err != nil {
 			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
@@ -135,27 +84,14 @@ func (s *Store) prepare(ctx context.Context, key, parent string, forStep bool) (
 		return nil, err
 	}
 	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key)}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("snapshot: Prepare %q: store is closed", key)
+	if err := s.reserve("Prepare", key, st); err != nil {
+		return nil, err
 	}
-	if _, ok := s.snaps[key]; ok {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("snapshot: Prepare %q: key already in use", key)
-	}
-	s.snaps[key] = st // reserve the key
-	s.mu.Unlock()
-
 	ok := false
 	defer func() {
 		if !ok {
 			_ = st.destroy()
-			s.mu.Lock()
-			if s.snaps != nil {
-				delete(s.snaps, key)
-			}
-			s.mu.Unlock()
+			s.release(key)
 		}
 	}()
 
@@ -313,9 +249,9 @@ func (s *Store) take(key string) *snapState {
 	return st
 }
 
-// Remove unmounts and deletes a snapshot without committing. Removing an
-// unknown key is not an error.
-func (s *Store) Remove(key string) error {
+// Remove unmounts and deletes a snapshot or view without committing.
+// Removing an unknown key is not an error.
+func (s *Store) Remove(_ context.Context, key string) error {
 	st := s.take(key)
 	if st == nil {
 		return nil
@@ -323,21 +259,12 @@ func (s *Store) Remove(key string) error {
 	return st.destroy()
 }
 
-// layerID is containers/image's layer ID for diffID on parent, which lets
-// podman and stepexec share layers.
-func layerID(parent string, diffID digest.Digest) string {
-	if parent == "" {
-		return diffID.Encoded()
-	}
-	sum := sha256.Sum256([]byte(parent + "+" + diffID.String()))
-	return hex.EncodeToString(sum[:])
-}
-
 // Commit unmounts the snapshot, writes its upper dir as a layer tar, stores
 // it as a new layer on the snapshot's parent, and removes the snapshot (on
 // success and on failure). An upper dir with no changes gives Empty and no
 // layer; a layer whose ID already exists is returned as is.
-func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c Committed, err error) {
+func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt) (c Committed, err error) {
+	opts := CommitOptionsOf(commitOpts)
 	st := s.take(key)
 	if st == nil {
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: no such snapshot", key)
@@ -375,7 +302,7 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 	}
 	defer rec.tarSplit.Close()
 	c = Committed{Files: rec.files, Bytes: rec.bytes}
-	id := layerID(st.snap.Parent, rec.diffID)
+	id := LayerID(st.snap.Parent, rec.diffID)
 	if err := ctx.Err(); err != nil {
 		return Committed{}, err
 	}

@@ -51,7 +51,7 @@ func commitTree(t testing.TB, s *Store, key, parent string, tree map[string]stri
 		t.Fatalf("Prepare %s: %v", key, err)
 	}
 	writeTree(t, snap.Dir, tree)
-	c, err := s.Commit(ctx, key, CommitOptions{})
+	c, err := s.Commit(ctx, key)
 	if err != nil {
 		t.Fatalf("Commit %s: %v", key, err)
 	}
@@ -61,167 +61,13 @@ func commitTree(t testing.TB, s *Store, key, parent string, tree map[string]stri
 	return c.Layer
 }
 
-// TestCommitCases runs step-like changes on a base layer and checks the
-// committed layer holds exactly the expected entries.
-func TestCommitCases(t *testing.T) {
-	s, _ := openTestStore(t)
-	base := commitTree(t, s, "base", "", baseTree)
+// The Snapshotter behaviour of Store (commit cases, chains, empty and
+// reused layers, keys, failed commits) is tested by snapshottest's suite
+// (suite_test.go); the tests here are about the store itself.
 
-	cases := []struct {
-		name   string
-		change func(root string) error
-		want   []string // entry names, in order
-		check  func(t *testing.T, e map[string]layerEntry)
-	}{{
-		name:   "new file",
-		change: func(r string) error { return os.WriteFile(filepath.Join(r, "new.txt"), []byte("hello"), 0o644) },
-		want:   []string{"new.txt"},
-		check: func(t *testing.T, e map[string]layerEntry) {
-			if h := e["new.txt"]; h.hdr.Typeflag != tar.TypeReg || string(h.content) != "hello" || h.hdr.Mode != 0o644 {
-				t.Errorf("new.txt: type %c mode %o content %q", h.hdr.Typeflag, h.hdr.Mode, h.content)
-			}
-		},
-	}, {
-		name:   "delete file",
-		change: func(r string) error { return os.Remove(filepath.Join(r, "etc/motd")) },
-		want:   []string{"etc/", "etc/.wh.motd"},
-		check: func(t *testing.T, e map[string]layerEntry) {
-			if h := e["etc/.wh.motd"]; h.hdr.Typeflag != tar.TypeReg || h.hdr.Size != 0 {
-				t.Errorf("whiteout: type %c size %d", h.hdr.Typeflag, h.hdr.Size)
-			}
-		},
-	}, {
-		name: "replace dir",
-		change: func(r string) error {
-			if err := os.RemoveAll(filepath.Join(r, "etc/apk")); err != nil {
-				return err
-			}
-			if err := os.Mkdir(filepath.Join(r, "etc/apk"), 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(r, "etc/apk/world"), []byte("musl\n"), 0o644)
-		},
-		want: []string{"etc/", "etc/apk/", "etc/apk/.wh..wh..opq", "etc/apk/world"},
-		check: func(t *testing.T, e map[string]layerEntry) {
-			for name, h := range e {
-				for k := range h.hdr.PAXRecords {
-					if strings.Contains(k, "overlay") {
-						t.Errorf("%s carries overlay xattr %s", name, k)
-					}
-				}
-			}
-		},
-	}, {
-		name:   "chown",
-		change: func(r string) error { return os.Lchown(filepath.Join(r, "etc/hosts"), 1000, 1000) },
-		want:   []string{"etc/", "etc/hosts"},
-		check: func(t *testing.T, e map[string]layerEntry) {
-			if h := e["etc/hosts"]; h.hdr.Uid != 1000 || h.hdr.Gid != 1000 || string(h.content) != baseTree["etc/hosts"] {
-				t.Errorf("etc/hosts: %d:%d %q", h.hdr.Uid, h.hdr.Gid, h.content)
-			}
-		},
-	}, {
-		name: "hardlinks",
-		change: func(r string) error {
-			if err := os.Mkdir(filepath.Join(r, "data"), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(r, "data/f"), []byte("shared"), 0o644); err != nil {
-				return err
-			}
-			if err := os.Link(filepath.Join(r, "data/f"), filepath.Join(r, "data/g")); err != nil {
-				return err
-			}
-			// A link to a lower file: overlay copies it up first.
-			return os.Link(filepath.Join(r, "bin/tool"), filepath.Join(r, "bin/tool2"))
-		},
-		want: []string{"bin/", "bin/tool", "bin/tool2", "data/", "data/f", "data/g"},
-		check: func(t *testing.T, e map[string]layerEntry) {
-			if h := e["data/g"]; h.hdr.Typeflag != tar.TypeLink || h.hdr.Linkname != "data/f" {
-				t.Errorf("data/g: type %c link %q", h.hdr.Typeflag, h.hdr.Linkname)
-			}
-			if h := e["bin/tool2"]; h.hdr.Typeflag != tar.TypeLink || h.hdr.Linkname != "bin/tool" {
-				t.Errorf("bin/tool2: type %c link %q", h.hdr.Typeflag, h.hdr.Linkname)
-			}
-			if h := e["bin/tool"]; h.hdr.Typeflag != tar.TypeReg || string(h.content) != baseTree["bin/tool"] {
-				t.Errorf("bin/tool: type %c content %q", h.hdr.Typeflag, h.content)
-			}
-		},
-	}, {
-		name: "file capability",
-		change: func(r string) error {
-			p := filepath.Join(r, "bin/ping")
-			if err := os.WriteFile(p, []byte("ping"), 0o755); err != nil {
-				return err
-			}
-			return unix.Lsetxattr(p, "security.capability", capNetRaw, 0)
-		},
-		want: []string{"bin/", "bin/ping"},
-		check: func(t *testing.T, e map[string]layerEntry) {
-			if got := e["bin/ping"].hdr.PAXRecords["SCHILY.xattr.security.capability"]; got != string(capNetRaw) {
-				t.Errorf("security.capability = %x, want %x", got, capNetRaw)
-			}
-		},
-	}}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			snap, err := s.Prepare(ctx, "case", base.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if snap.Parent != base.ID {
-				t.Errorf("Parent = %q, want %q", snap.Parent, base.ID)
-			}
-			if err := tc.change(snap.Dir); err != nil {
-				s.Remove("case")
-				t.Fatalf("changing %s: %v", snap.Dir, err)
-			}
-			lease, err := s.NewLease()
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := s.Commit(ctx, "case", CommitOptions{Lease: lease})
-			if err != nil {
-				t.Fatalf("Commit: %v", err)
-			}
-			if c.Empty || c.Layer.Parent != base.ID {
-				t.Fatalf("Commit = %+v, want a layer on %s", c, base.ID)
-			}
-			if want := layerID(base.ID, c.Layer.DiffID); c.Layer.ID != want {
-				t.Errorf("layer ID %s, want sha256(parent+\"+\"+diffID) %s", c.Layer.ID, want)
-			}
-			names, entries := readLayer(t, s, c.Layer.ID)
-			if !slices.Equal(names, tc.want) {
-				t.Errorf("layer entries %q, want %q", names, tc.want)
-			}
-			if c.Files != len(names) {
-				t.Errorf("Files = %d, layer has %d entries", c.Files, len(names))
-			}
-			var nbytes int64
-			for _, e := range entries {
-				nbytes += int64(len(e.content))
-			}
-			if c.Bytes != nbytes {
-				t.Errorf("Bytes = %d, layer content is %d bytes", c.Bytes, nbytes)
-			}
-			tc.check(t, entries)
-			if got, err := lease.Release(); err != nil || len(got.Layers) != 1 || got.Layers[0] != c.Layer {
-				t.Errorf("Release deleted %+v, %v; want just %+v", got, err, c.Layer)
-			}
-		})
-	}
-}
-
-func TestBaseLayerID(t *testing.T) {
-	s, _ := openTestStore(t)
-	l := commitTree(t, s, "base", "", map[string]string{"a": "a"})
-	if l.ID != l.DiffID.Encoded() || l.Parent != "" || l.Size <= 0 {
-		t.Errorf("base layer %+v: want ID = DiffID hex, no parent, a size", l)
-	}
-}
-
-func TestEmptyAndDedup(t *testing.T) {
+// TestDedupAddsNames: a commit that finds its layer in the store adds its
+// names to it and makes no other layer.
+func TestDedupAddsNames(t *testing.T) {
 	s, _ := openTestStore(t)
 	ctx := context.Background()
 	base := commitTree(t, s, "base", "", baseTree)
@@ -229,16 +75,6 @@ func TestEmptyAndDedup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	if _, err := s.Prepare(ctx, "noop", base.ID); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Commit(ctx, "noop", CommitOptions{})
-	if err != nil || !c.Empty || c.Layer != (Layer{}) || c.Files != 0 {
-		t.Errorf("Commit of unchanged snapshot = %+v, %v; want Empty", c, err)
-	}
-
-	// The same change twice (same mtime) yields the same layer.
 	var ids []string
 	for _, key := range []string{"one", "two"} {
 		snap, err := s.Prepare(ctx, key, base.ID)
@@ -252,31 +88,27 @@ func TestEmptyAndDedup(t *testing.T) {
 		if err := os.Chtimes(p, fixedTime, fixedTime); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Commit(ctx, key, CommitOptions{Names: []string{"layer-" + key}})
+		c, err := s.Commit(ctx, key, WithNames("layer-"+key))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if wantReused := key == "two"; c.Reused != wantReused {
-			t.Errorf("Commit %s: Reused = %v, want %v", key, c.Reused, wantReused)
-		}
 		ids = append(ids, c.Layer.ID)
-	}
-	if ids[0] != ids[1] {
-		t.Errorf("identical changes gave layers %s and %s", ids[0], ids[1])
 	}
 	after, err := s.Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(after) != len(before)+1 {
-		t.Errorf("%d layers before, %d after: want exactly one new", len(before), len(after))
+	if ids[0] != ids[1] || len(after) != len(before)+1 {
+		t.Errorf("layers %s and %s; %d layers before, %d after: want one new layer", ids[0], ids[1], len(before), len(after))
 	}
-	l, err := s.Containers().Layer("layer-two")
+	l, err := s.store.Layer("layer-two")
 	if err != nil || l.ID != ids[0] {
 		t.Errorf("dedup should add the name: Layer(layer-two) = %v, %v", l, err)
 	}
 }
 
+// TestRemove: Remove unmounts, and keys may not be the owner directory's
+// own names.
 func TestRemove(t *testing.T) {
 	s, dir := openTestStore(t)
 	ctx := context.Background()
@@ -291,7 +123,7 @@ func TestRemove(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(snap.Dir, "x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Remove("gone"); err != nil {
+	if err := s.Remove(context.Background(), "gone"); err != nil {
 		t.Fatal(err)
 	}
 	// (Only stepexec/ is checked: other tools may mount graph/overlay.)
@@ -299,20 +131,7 @@ func TestRemove(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(snap.Dir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("snapshot dir %s still there: %v", filepath.Dir(snap.Dir), err)
 	}
-	if err := s.Remove("gone"); err != nil {
-		t.Errorf("second Remove: %v", err)
-	}
-	if err := s.Remove("never-was"); err != nil {
-		t.Errorf("Remove of unknown key: %v", err)
-	}
-	// The key is free again.
-	if _, err := s.Prepare(ctx, "gone", base.ID); err != nil {
-		t.Errorf("Prepare after Remove: %v", err)
-	}
-	if _, err := s.Prepare(ctx, "gone", base.ID); err == nil {
-		t.Error("Prepare with a key in use succeeded")
-	}
-	for _, bad := range []string{"", "a/b", "..", "lock"} {
+	for _, bad := range []string{"lock", scratchName, leasesDir} {
 		if _, err := s.Prepare(ctx, bad, ""); err == nil {
 			t.Errorf("Prepare with key %q succeeded", bad)
 		}
@@ -363,7 +182,7 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 				}
 				before = slices.DeleteFunc(before, func(l Layer) bool { return l.ID == parent })
 			}
-			c, err := s.Commit(ctx, "fail", CommitOptions{})
+			c, err := s.Commit(ctx, "fail")
 			if err == nil {
 				t.Fatalf("Commit succeeded: %+v", c)
 			}
@@ -380,7 +199,7 @@ func TestCommitFailureLeavesNothing(t *testing.T) {
 			}
 			assertNoMountsUnder(t, filepath.Join(dir, "graph", "stepexec"))
 			assertNoStaging(t, s)
-			if _, err := s.Commit(context.Background(), "fail", CommitOptions{}); err == nil {
+			if _, err := s.Commit(context.Background(), "fail"); err == nil {
 				t.Error("second Commit of the same key succeeded")
 			}
 		})
@@ -402,7 +221,7 @@ func TestChain(t *testing.T) {
 	if err := os.Remove(filepath.Join(snap.Dir, "gone")); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Commit(ctx, "l3", CommitOptions{})
+	c, err := s.Commit(ctx, "l3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +244,7 @@ func TestChain(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(snap.Dir, "gone")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("legacy=%v: whited-out file visible: %v", legacy, err)
 		}
-		if err := s.Remove("view"); err != nil {
+		if err := s.Remove(context.Background(), "view"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -492,7 +311,7 @@ func TestAlpineBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := untar(t, f, snap.Dir)
-	c, err := s.Commit(ctx, "alpine", CommitOptions{Names: []string{"alpine-base"}})
+	c, err := s.Commit(ctx, "alpine", WithNames("alpine-base"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +336,7 @@ func TestAlpineBase(t *testing.T) {
 	if err := os.Remove(filepath.Join(snap.Dir, "etc/motd")); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := s.Commit(ctx, "step", CommitOptions{})
+	c2, err := s.Commit(ctx, "step")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +443,7 @@ func BenchmarkStep(b *testing.B) {
 		}
 		b.StartTimer()
 		t1 := time.Now()
-		c, err := s.Commit(ctx, "step", CommitOptions{Lease: lease})
+		c, err := s.Commit(ctx, "step", WithLease(lease))
 		commit += time.Since(t1)
 		if err != nil {
 			b.Fatal(err)
@@ -664,5 +483,22 @@ func TestRootlessRunRoot(t *testing.T) {
 		if got := rootlessRunRoot(1001, tc.xdg, tc.xdgSet, tc.owned, "/tmp"); got != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestImageRecordsNameOnlyImages: the image half of the store cannot name
+// or untag a layer.
+func TestImageRecordsNameOnlyImages(t *testing.T) {
+	s, _ := openTestStore(t)
+	l := commitTree(t, s, "base", "", map[string]string{"a": "a"})
+	rec := s.ImageRecords()
+	if err := rec.AddNames(l.ID, []string{"sneaky"}); err == nil {
+		t.Error("ImageRecords.AddNames named a layer")
+	}
+	if err := rec.RemoveNames(l.ID, []string{l.ID}); err == nil {
+		t.Error("ImageRecords.RemoveNames worked on a layer")
+	}
+	if got, err := rec.Layer(l.ID); err != nil || got.UncompressedDigest != l.DiffID {
+		t.Errorf("ImageRecords.Layer = %+v, %v", got, err)
 	}
 }

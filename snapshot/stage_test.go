@@ -135,14 +135,14 @@ func TestStagedCommitMatchesPutLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := stepChanges(snap.Dir); err != nil {
-		s.Remove("step")
+		s.Remove(context.Background(), "step")
 		t.Fatal(err)
 	}
 	var before unix.Stat_t
 	if err := unix.Lstat(filepath.Join(filepath.Dir(snap.Dir), "upper", "new.txt"), &before); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Commit(ctx, "step", CommitOptions{})
+	c, err := s.Commit(ctx, "step")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestStagedCommitMatchesPutLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Remove("view")
+	defer s.Remove(context.Background(), "view")
 	for p, want := range map[string]string{"etc/apk/world": "musl\n", "srv/data/g": "shared", "etc/hosts": "10.0.0.1 x\n", "bin/tool": baseTree["bin/tool"]} {
 		if b, err := os.ReadFile(filepath.Join(view.Dir, p)); err != nil || string(b) != want {
 			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
@@ -241,10 +241,10 @@ func TestCommitAcrossMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := stepChanges(snap.Dir); err != nil {
-		s.Remove("step")
+		s.Remove(context.Background(), "step")
 		t.Fatal(err)
 	}
-	c, err := s.Commit(ctx, "step", CommitOptions{})
+	c, err := s.Commit(ctx, "step")
 	if err != nil {
 		t.Fatalf("Commit across mounts: %v", err)
 	}
@@ -275,7 +275,7 @@ func TestStagedCommitFailureCleansStaging(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(snap.Dir, "f"), []byte("f"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(ctx, "step", CommitOptions{Names: []string{"taken"}}); !errors.Is(err, storage.ErrDuplicateName) {
+	if _, err := s.Commit(ctx, "step", WithNames("taken")); !errors.Is(err, storage.ErrDuplicateName) {
 		t.Fatalf("Commit with a taken name: %v, want ErrDuplicateName", err)
 	}
 	after, err := s.Layers()

@@ -41,7 +41,7 @@ func TestStepSnapshotsStayPrivate(t *testing.T) {
 	}
 	defer s.Close()
 	graphMode := perm(t, graph)
-	snap, err := s.PrepareStep(context.Background(), "step", "")
+	snap, err := s.Prepare(context.Background(), "step", "", ForStep())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestSnapshotsAreNodev(t *testing.T) {
 		var snap *Snapshot
 		var err error
 		if c.step {
-			snap, err = s.PrepareStep(ctx, c.key, "")
+			snap, err = s.Prepare(ctx, c.key, "", ForStep())
 		} else {
 			snap, err = s.Prepare(ctx, c.key, "")
 		}

@@ -50,7 +50,7 @@ type Store struct {
 	defaultLease *Lease // for commits without a lease of their own
 
 	viewMu sync.Mutex
-	view   *stepView // real root: made by the first PrepareStep
+	view   *stepView // real root: made by the first ForStep Prepare
 }
 
 // Open opens (creating if needed) the store with the overlay driver, checks
@@ -365,9 +365,6 @@ func (s *Store) PersistentDir(name string) (string, error) {
 	}
 	return dir, nil
 }
-
-// Containers returns the underlying containers/storage store (for images).
-func (s *Store) Containers() storage.Store { return s.store }
 
 // Close removes this Store's snapshots, releases its leases and shuts the
 // store down. Calling it again is a no-op.

@@ -22,7 +22,7 @@ func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error)
 		return nil, err
 	}
 	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key), view: true}
-	if err := s.reserve(key, st); err != nil {
+	if err := s.reserve("View", key, st); err != nil {
 		return nil, err
 	}
 	ok := false
@@ -65,15 +65,15 @@ func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error)
 	return &snap, nil
 }
 
-// reserve claims key in the Store's table.
-func (s *Store) reserve(key string, st *snapState) error {
+// reserve claims key in the Store's table for op (Prepare, View).
+func (s *Store) reserve(op, key string, st *snapState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("snapshot: %q: store is closed", key)
+		return fmt.Errorf("snapshot: %s %q: store is closed", op, key)
 	}
 	if _, ok := s.snaps[key]; ok {
-		return fmt.Errorf("snapshot: %q: key already in use", key)
+		return fmt.Errorf("snapshot: %s %q: key already in use", op, key)
 	}
 	s.snaps[key] = st
 	return nil

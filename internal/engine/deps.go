@@ -9,25 +9,11 @@ import (
 
 	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/runtime"
-	"github.com/stepexec/stepexec/snapshot"
 )
 
 // The engine's dependencies are small interfaces, so that its tests run on
-// a copy-based snapshotter and a fake runner without namespaces.
-
-// Snapshots makes the writable and read-only trees steps work on.
-type Snapshots interface {
-	// Prepare mounts a writable snapshot on the layer parent ("" = empty).
-	// forStep: a RUN step runs on it (real root: idmapped layers).
-	Prepare(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error)
-	// View mounts a read-only view of the layer parent ("" = empty dir).
-	View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error)
-	// Commit turns a writable snapshot into a layer on its parent and
-	// removes the snapshot.
-	Commit(ctx context.Context, key string) (snapshot.Committed, error)
-	// Remove drops a snapshot or view without committing.
-	Remove(ctx context.Context, key string) error
-}
+// the native (copy-based) snapshotter and a fake runner, without
+// namespaces. Layers come from a snapshot.Snapshotter (Deps.Snaps).
 
 // Runner runs one RUN step's process (runtime.Runtime).
 type Runner interface {

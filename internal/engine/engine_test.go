@@ -188,7 +188,7 @@ func TestFailureCancelsOthers(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("the blocked stage was not cancelled")
 	}
-	if live := tb.snaps.liveKeys(); len(live) > 0 {
+	if live := tb.liveKeys(); len(live) > 0 {
 		t.Errorf("snapshots left: %v", live)
 	}
 }
@@ -201,7 +201,7 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want cancellation", err)
 	}
-	if live := tb.snaps.liveKeys(); len(live) > 0 {
+	if live := tb.liveKeys(); len(live) > 0 {
 		t.Errorf("snapshots left: %v", live)
 	}
 }

@@ -2,11 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,140 +12,13 @@ import (
 	"testing"
 
 	"github.com/moby/patternmatcher"
-	digest "github.com/opencontainers/go-digest"
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/runtime"
 	"github.com/stepexec/stepexec/snapshot"
+	"github.com/stepexec/stepexec/snapshot/native"
 )
-
-// fakeSnaps is a copy-based snapshotter: a layer is a directory holding
-// the whole tree, a snapshot a copy of its parent's. It counts what is
-// live so tests can check nothing is left.
-type fakeSnaps struct {
-	root   string
-	mu     sync.Mutex
-	layers map[string]string // id → tree dir
-	live   map[string]string // key → dir
-	n      int
-}
-
-func newFakeSnaps(t *testing.T) *fakeSnaps {
-	return &fakeSnaps{root: t.TempDir(), layers: map[string]string{}, live: map[string]string{}}
-}
-
-func (f *fakeSnaps) newDir(parent string) (string, error) {
-	f.mu.Lock()
-	f.n++
-	dir := filepath.Join(f.root, "d"+strconv.Itoa(f.n))
-	src := f.layers[parent]
-	f.mu.Unlock()
-	if parent != "" && src == "" {
-		return "", fmt.Errorf("unknown layer %s", parent)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
-	}
-	if src != "" {
-		if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
-}
-
-func (f *fakeSnaps) Prepare(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error) {
-	return f.open(key, parent)
-}
-
-func (f *fakeSnaps) View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error) {
-	return f.open(key, parent)
-}
-
-func (f *fakeSnaps) open(key, parent string) (*snapshot.Snapshot, error) {
-	dir, err := f.newDir(parent)
-	if err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.live[key]; ok {
-		return nil, fmt.Errorf("key %s in use", key)
-	}
-	f.live[key] = dir + "|" + parent
-	return &snapshot.Snapshot{Key: key, Parent: parent, Dir: dir}, nil
-}
-
-func (f *fakeSnaps) take(key string) (dir, parent string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.live[key]
-	if !ok {
-		return "", "", fmt.Errorf("no snapshot %s", key)
-	}
-	delete(f.live, key)
-	dir, parent, _ = strings.Cut(v, "|")
-	return dir, parent, nil
-}
-
-func (f *fakeSnaps) Commit(ctx context.Context, key string) (snapshot.Committed, error) {
-	dir, parent, err := f.take(key)
-	if err != nil {
-		return snapshot.Committed{}, err
-	}
-	sum := treeSum(dir)
-	if parent != "" && sum == treeSum(f.layers[parent]) || parent == "" && sum == treeSum("") {
-		os.RemoveAll(dir)
-		return snapshot.Committed{Empty: true}, nil
-	}
-	h := sha256.Sum256([]byte(parent + sum))
-	id := hex.EncodeToString(h[:])
-	f.mu.Lock()
-	f.layers[id] = dir
-	f.mu.Unlock()
-	return snapshot.Committed{Layer: snapshot.Layer{ID: id, Parent: parent, DiffID: digest.FromString(id), Size: 1}, Files: 1}, nil
-}
-
-func (f *fakeSnaps) Remove(ctx context.Context, key string) error {
-	dir, _, err := f.take(key)
-	if err != nil {
-		return nil
-	}
-	return os.RemoveAll(dir)
-}
-
-func (f *fakeSnaps) liveKeys() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for k := range f.live {
-		out = append(out, k)
-	}
-	return out
-}
-
-// treeSum is a digest of a tree's paths, modes and contents.
-func treeSum(dir string) string {
-	if dir == "" {
-		return "empty"
-	}
-	h := sha256.New()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, _ := d.Info()
-		fmt.Fprintf(h, "%s %v\n", rel, fi.Mode())
-		if d.Type().IsRegular() {
-			b, _ := os.ReadFile(p)
-			h.Write(b)
-		}
-		return nil
-	})
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // fakeRunner interprets a RUN's script, one command a line:
 //
@@ -264,32 +134,79 @@ type fakeContext struct{ dir string }
 func (c fakeContext) Dir() string                            { return c.dir }
 func (c fakeContext) Ignore() *patternmatcher.PatternMatcher { return nil }
 
-// testBuild is one engine build with fakes.
+// testBuild is one engine build with fakes, on the native snapshotter.
 type testBuild struct {
-	t      *testing.T
-	snaps  *fakeSnaps
-	runner *fakeRunner
-	images fakeImages
-	ctxDir string
-	events *eventLog
+	t        *testing.T
+	snaps    *native.Store
+	snapRoot string
+	runner   *fakeRunner
+	images   fakeImages
+	ctxDir   string
+	events   *eventLog
 }
 
 func newTestBuild(t *testing.T) *testBuild {
-	tb := &testBuild{t: t, snaps: newFakeSnaps(t), runner: &fakeRunner{}, images: fakeImages{}, ctxDir: t.TempDir(), events: &eventLog{}}
+	root := t.TempDir()
+	snaps, err := native.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := snaps.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	tb := &testBuild{t: t, snaps: snaps, snapRoot: root, runner: &fakeRunner{}, images: fakeImages{}, ctxDir: t.TempDir(), events: &eventLog{}}
 	// A base image "alpine" with a layer holding /etc/passwd and /etc/group.
-	dir := filepath.Join(tb.snaps.root, "alpine")
-	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
-	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/sbin/nologin\napp:x:1000:1000::/home/app:/bin/sh\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nnobody:x:65534:\napp:x:1000:\nwheel:x:10:app\n"), 0o644)
-	tb.snaps.layers["alpine-layer"] = dir
+	layer := tb.commit("alpine", map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/sbin/nologin\napp:x:1000:1000::/home/app:/bin/sh\n",
+		"etc/group":  "root:x:0:\nnobody:x:65534:\napp:x:1000:\nwheel:x:10:app\n",
+	})
 	var cfg Base
 	cfg.Name, cfg.ID = "localhost/alpine:latest", "a1b2"
 	cfg.Config.OS, cfg.Config.Architecture = "linux", dockerfile.BuildPlatform.Arch
 	cfg.Config.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cfg.Config.Config.Cmd = []string{"/bin/sh"}
-	cfg.Layers = []image.Layer{{ID: "alpine-layer", DiffID: digest.FromString("alpine")}}
+	cfg.Layers = []image.Layer{toImageLayer(layer)}
 	tb.images["alpine"] = cfg
 	return tb
+}
+
+// commit makes a base layer holding files.
+func (tb *testBuild) commit(key string, files map[string]string) snapshot.Layer {
+	tb.t.Helper()
+	ctx := context.Background()
+	snap, err := tb.snaps.Prepare(ctx, key, "")
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	for p, content := range files {
+		full := filepath.Join(snap.Dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			tb.t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			tb.t.Fatal(err)
+		}
+	}
+	c, err := tb.snaps.Commit(ctx, key)
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	return c.Layer
+}
+
+// liveKeys lists the snapshots and views left in the store.
+func (tb *testBuild) liveKeys() []string {
+	entries, err := os.ReadDir(filepath.Join(tb.snapRoot, "snapshots"))
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	var keys []string
+	for _, e := range entries {
+		keys = append(keys, e.Name())
+	}
+	return keys
 }
 
 // solve parses df and builds it.
@@ -303,8 +220,7 @@ func (tb *testBuild) solve(ctx context.Context, df string, opts dockerfile.Parse
 	for _, m := range mod {
 		m(&req)
 	}
-	cache := filepath.Join(tb.snaps.root, "cache")
-	return Solve(ctx, req, Deps{Snaps: tb.snaps, Runner: tb.runner, Images: tb.images, CacheDir: cache, TempDir: tb.t.TempDir()})
+	return Solve(ctx, req, Deps{Snaps: tb.snaps, Runner: tb.runner, Images: tb.images, CacheDir: tb.t.TempDir(), TempDir: tb.t.TempDir()})
 }
 
 func (tb *testBuild) mustSolve(df string, opts dockerfile.ParseOptions, mod ...func(*Request)) *Result {
@@ -313,16 +229,22 @@ func (tb *testBuild) mustSolve(df string, opts dockerfile.ParseOptions, mod ...f
 	if err != nil {
 		tb.t.Fatalf("solve: %v", err)
 	}
-	if live := tb.snaps.liveKeys(); len(live) > 0 {
+	if live := tb.liveKeys(); len(live) > 0 {
 		tb.t.Errorf("snapshots left: %v", live)
 	}
 	return res
 }
 
-// file reads a file of the result's top layer.
+// file reads a file of the result's top layer, through a view.
 func (tb *testBuild) file(res *Result, p string) string {
 	tb.t.Helper()
-	b, err := os.ReadFile(filepath.Join(tb.snaps.layers[res.State.Top()], p))
+	ctx := context.Background()
+	v, err := tb.snaps.View(ctx, "read", res.State.Top())
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	defer tb.snaps.Remove(ctx, "read")
+	b, err := os.ReadFile(filepath.Join(v.Dir, p))
 	if err != nil {
 		tb.t.Fatalf("reading %s: %v", p, err)
 	}

@@ -74,7 +74,7 @@ func (r *stepRun) copy(ctx context.Context, st State, c *dockerfile.Copy) (_ Sta
 	}
 	start := time.Now()
 	var total copier.Result
-	st, commit, err := r.inSnapshot(ctx, st, false, func(snap *snapshot.Snapshot) error {
+	st, commit, err := r.inSnapshot(ctx, st, nil, func(snap *snapshot.Snapshot) error {
 		opts := copier.Options{Dest: dest, Chmod: chmod, Excludes: c.Excludes, Parents: c.Parents}
 		if c.Chown != "" {
 			uid, gid, err := resolveChown(ctx, snap.Dir, c.Chown)

@@ -49,7 +49,7 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 	}
 	env := runEnv(st, r.b.req.Graph.ProxyEnv(), set.env)
 	var res runtime.Result
-	st, commit, err := r.inSnapshot(ctx, st, true, func(snap *snapshot.Snapshot) error {
+	st, commit, err := r.inSnapshot(ctx, st, forStep, func(snap *snapshot.Snapshot) error {
 		u, err := lookupUser(ctx, snap.Dir, st.Config().User)
 		if err != nil {
 			return err

@@ -17,7 +17,7 @@ func (r *stepRun) workdir(ctx context.Context, st State) (State, error) {
 	if wd == "/" {
 		return st.withHistory(createdBy, true), nil
 	}
-	st, c, err := r.inSnapshot(ctx, st, false, func(snap *snapshot.Snapshot) error {
+	st, c, err := r.inSnapshot(ctx, st, nil, func(snap *snapshot.Snapshot) error {
 		uid, gid, err := resolveChown(ctx, snap.Dir, st.Config().User)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stepexec/stepexec/dockerfile"
+	"github.com/stepexec/stepexec/snapshot"
 )
 
 // Request is one build.
@@ -29,7 +30,9 @@ type Request struct {
 
 // Deps are what the engine runs steps with.
 type Deps struct {
-	Snaps  Snapshots
+	Snaps snapshot.Snapshotter
+	// Commit are the options of every Commit (the build's lease).
+	Commit []snapshot.CommitOpt
 	Runner Runner
 	Images Images
 	// CacheDir is where RUN --mount=type=cache directories persist.

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -118,13 +119,17 @@ func (r *stepRun) exec(ctx context.Context, st State) (State, error) {
 	return applyConfig(r.b.req, st, r.step, cmd)
 }
 
-// inSnapshot prepares a writable snapshot on st's top layer, lets change
-// work in it and commits it; when change fails the snapshot is removed.
-// It returns st with the new layer (if the snapshot changed anything).
-func (r *stepRun) inSnapshot(ctx context.Context, st State, forStep bool, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
+// forStep prepares the snapshot a RUN step runs on.
+var forStep = []snapshot.PrepareOpt{snapshot.ForStep()}
+
+// inSnapshot prepares a writable snapshot on st's top layer (with the
+// options prepare), lets change work in it and commits it under the
+// build's commit options; when change fails the snapshot is removed. It
+// returns st with the new layer (if the snapshot changed anything).
+func (r *stepRun) inSnapshot(ctx context.Context, st State, prepare []snapshot.PrepareOpt, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
 	snaps := r.b.deps.Snaps
 	key := r.key("")
-	snap, err := snaps.Prepare(ctx, key, st.Top(), forStep)
+	snap, err := snaps.Prepare(ctx, key, st.Top(), prepare...)
 	if err != nil {
 		return st, snapshot.Committed{}, err
 	}
@@ -135,7 +140,9 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, forStep bool, change
 		return st, snapshot.Committed{}, err
 	}
 	start := time.Now()
-	c, err := snaps.Commit(ctx, key)
+	// BuildKit commits a layer for every RUN, COPY and WORKDIR, an empty
+	// one when nothing changed.
+	c, err := snaps.Commit(ctx, key, slices.Concat(r.b.deps.Commit, []snapshot.CommitOpt{snapshot.KeepEmpty()})...)
 	if err != nil {
 		return st, snapshot.Committed{}, err
 	}
