@@ -119,6 +119,7 @@ type Runtime struct {
 	files      string // generated /etc/hosts, /etc/hostname per step
 	uids, gids []configs.IDMap
 	realRoot   bool
+	shift      *userns.Shift    // real root: how steps' ids are shifted; nil when they are not
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
 
 	mu      sync.Mutex
@@ -165,6 +166,10 @@ func New(opts Options) (*Runtime, error) {
 		}
 	}
 	if r.realRoot {
+		if r.shift, err = userns.StepShift(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
 		removeStaleCgroups()
 	}
 	return r, nil
@@ -321,17 +326,20 @@ func randomHostname() string {
 
 // step is the state of one Run that teardown must undo.
 type step struct {
-	r         *Runtime
-	spec      Spec
-	rootfs    string
-	files     string   // generated files dir
-	stubs     []string // paths in rootfs that did not exist before the step (mountpoints libcontainer may create)
-	container *libcontainer.Container
-	process   *libcontainer.Process // non-nil while not yet waited for
+	r          *Runtime
+	spec       Spec
+	rootfs     string
+	files      string   // generated files dir
+	stubs      []string // paths in rootfs that did not exist before the step (mountpoints libcontainer may create)
+	hostMounts []string // mounted for the step on the builder's side (mounts.go), innermost last
+	secrets    bool     // the secrets tmpfs is mounted
+	container  *libcontainer.Container
+	process    *libcontainer.Process // non-nil while not yet waited for
 }
 
-// teardown kills what is left, destroys the container, removes the state
-// and generated files and the mountpoint stubs libcontainer created.
+// teardown kills what is left, destroys the container, unmounts what
+// userMounts mounted, removes the state and generated files and the
+// mountpoint stubs libcontainer created.
 func (s *step) teardown() error {
 	var errs []error
 	if s.process != nil {
@@ -348,33 +356,17 @@ func (s *step) teardown() error {
 	if err := os.RemoveAll(filepath.Join(s.r.containers, s.spec.ID)); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.unmountHost(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(s.files); err != nil {
 		errs = append(errs, err)
 	}
 	if s.r.realRoot {
 		s.r.stepDone()
 	}
-	// Deepest first, so a created parent dir is empty when its turn comes.
-	for i := len(s.stubs) - 1; i >= 0; i-- {
-		removeStub(s.stubs[i])
-	}
+	s.removeStubs()
 	return errors.Join(errs...)
-}
-
-// removeStub removes p if it is an empty directory or empty regular file:
-// the mountpoint libcontainer created for a mount whose target did not
-// exist. Anything else was written by the step and stays.
-func removeStub(p string) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return
-	}
-	if fi.Mode().IsRegular() && fi.Size() != 0 {
-		return
-	}
-	if fi.IsDir() || fi.Mode().IsRegular() {
-		_ = os.Remove(p) // fails on a non-empty dir, as wanted
-	}
 }
 
 // Docker's default capability set.
@@ -461,6 +453,12 @@ func (s *step) config() (*configs.Config, error) {
 		})
 	}
 
+	extra, err := s.userMounts()
+	if err != nil {
+		return nil, err
+	}
+	mounts = append(mounts, extra...)
+
 	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
 	if s.r.realRoot {
 		cg.Path = "/" + cgroupParent + "/" + s.spec.ID
@@ -497,27 +495,6 @@ func (s *step) config() (*configs.Config, error) {
 		RootlessEUID:      false, // uid 0 in the outer namespace writes the nested map itself
 		RootlessCgroups:   !s.r.realRoot,
 	}, nil
-}
-
-// recordMissing remembers the first missing component of dest in the
-// rootfs, which libcontainer will create as a mountpoint.
-func (s *step) recordMissing(dest string) {
-	p := filepath.Join(s.rootfs, dest)
-	if _, err := os.Lstat(p); err == nil {
-		return
-	}
-	// Walk up to the first missing ancestor below rootfs.
-	for {
-		parent := filepath.Dir(p)
-		if parent == s.rootfs || len(parent) < len(s.rootfs) {
-			break
-		}
-		if _, err := os.Lstat(parent); err == nil {
-			break
-		}
-		p = parent
-	}
-	s.stubs = append(s.stubs, p)
 }
 
 func (s *step) existsRegular(dest string) bool {
