@@ -40,7 +40,10 @@ func (a storeSnaps) Prepare(ctx context.Context, key, parent string, forStep boo
 	return a.s.Prepare(ctx, key, parent)
 }
 
-func (a storeSnaps) View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error) {
+func (a storeSnaps) View(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error) {
+	if forStep {
+		return a.s.ViewStep(ctx, key, parent)
+	}
 	return a.s.View(ctx, key, parent)
 }
 

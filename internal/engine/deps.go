@@ -21,7 +21,9 @@ type Snapshots interface {
 	// forStep: a RUN step runs on it (real root: idmapped layers).
 	Prepare(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error)
 	// View mounts a read-only view of the layer parent ("" = empty dir).
-	View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error)
+	// forStep: a RUN step sees it through a bind mount (real root:
+	// idmapped layers, Snapshot.IDMapped).
+	View(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error)
 	// Commit turns a writable snapshot into a layer on its parent and
 	// removes the snapshot.
 	Commit(ctx context.Context, key string) (snapshot.Committed, error)

@@ -62,7 +62,7 @@ func (f *fakeSnaps) Prepare(ctx context.Context, key, parent string, forStep boo
 	return f.open(key, parent)
 }
 
-func (f *fakeSnaps) View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error) {
+func (f *fakeSnaps) View(ctx context.Context, key, parent string, forStep bool) (*snapshot.Snapshot, error) {
 	return f.open(key, parent)
 }
 

@@ -179,7 +179,7 @@ func (r *stepRun) localSource(ctx context.Context, c *dockerfile.Copy) (copier.S
 		return copier.Source{}, nil, err
 	}
 	key := r.key("from")
-	view, err := r.b.deps.Snaps.View(ctx, key, top)
+	view, err := r.b.deps.Snaps.View(ctx, key, top, false)
 	if err != nil {
 		return copier.Source{}, nil, fmt.Errorf("--from=%s: %w", c.From, err)
 	}
