@@ -69,6 +69,13 @@ func init() {
 	if len(os.Args) > 0 && os.Args[0] == watcherArg0 {
 		os.Exit(runWatcher())
 	}
+	// libcontainer's mount-source goroutine setns(2)s its locked thread
+	// into a step's mount namespace and ends without unlocking it. Go
+	// ends such a thread, but parks the main one forever instead: in the
+	// step's namespace, which then stays alive with every mount in it (a
+	// secret's tmpfs, the step's rootfs) until the process exits. Locked
+	// to the main goroutine from init on, the main thread runs no other.
+	goruntime.LockOSThread()
 }
 
 // User is the identity the step's process runs as, in the ids of the
