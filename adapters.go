@@ -48,7 +48,7 @@ func (a storeSnaps) View(ctx context.Context, key, parent string, forStep bool) 
 }
 
 func (a storeSnaps) Commit(ctx context.Context, key string) (snapshot.Committed, error) {
-	return a.s.Commit(ctx, key, snapshot.CommitOptions{Lease: a.lease})
+	return a.s.Commit(ctx, key, snapshot.CommitOptions{Lease: a.lease, KeepEmpty: true})
 }
 
 func (a storeSnaps) Remove(_ context.Context, key string) error { return a.s.Remove(key) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,16 +52,21 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 	if userns.InUserNamespace() && userns.CurrentMode() == userns.SingleUID {
 		unpackOpts = append(unpackOpts, rootfs.SquashOwners())
 	}
-	stats, err := rootfs.Unpack(ctx, r, snap.Dir, unpackOpts...)
+	src, stop := cancelableReader(ctx, r)
+	stats, err := rootfs.Unpack(ctx, src, snap.Dir, unpackOpts...)
+	stop()
 	if err != nil {
 		b.store.Remove(key)
 		return ImportResult{}, fmt.Errorf("importing %s: %w", opts.Source, err)
 	}
 	names := opts.Names
 	if len(names) == 0 {
-		if osr, err := rootfs.OSRelease(snap.Dir); err == nil {
-			names = rootfs.ImportNames(osr)
+		osr, err := rootfs.OSRelease(snap.Dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			b.store.Remove(key)
+			return ImportResult{}, fmt.Errorf("%s: cannot name the image after its os-release: %w; give a name", opts.Source, err)
 		}
+		names = rootfs.ImportNames(osr)
 	}
 	if len(names) == 0 {
 		b.store.Remove(key)
@@ -118,4 +124,22 @@ func randomID() string {
 		panic(err)
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// cancelableReader reads r in a goroutine of its own, so that a read
+// blocked on a pipe or a socket (stdin from a stalled producer) does not
+// keep the import from seeing ctx cancelled: the reader returns ctx's error
+// at once, and the stuck read is abandoned. stop ends the copying once the
+// reader is no longer needed.
+func cancelableReader(ctx context.Context, r io.Reader) (io.Reader, func()) {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, r)
+		pw.CloseWithError(err)
+	}()
+	unregister := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+	return pr, func() {
+		unregister()
+		pr.Close()
+	}
 }

@@ -148,3 +148,43 @@ func testOptions(data string) ParseOptions {
 	}
 	return opts
 }
+
+// TestParseRefusesWhatCannotRun: lines too long for BuildKit's scanner are
+// reported at their own line (BuildKit names the line before), and NUL
+// bytes, which no process argument can carry, fail the parse with their
+// line instead of the step at run time; so do bad parser directives.
+func TestParseRefusesWhatCannotRun(t *testing.T) {
+	long := func(n int) string { return "LABEL x=" + strings.Repeat("a", n-len("LABEL x=")) }
+	cases := []struct {
+		name, src, want string
+	}{
+		{"long label on line 5", "FROM alpine\nRUN a\nRUN b\nRUN c\n" + long(70000) + "\nRUN d\n",
+			"Dockerfile:5: line longer than 65535 bytes"},
+		{"long first line", long(70000) + "\nFROM alpine\n", "Dockerfile:1: line longer than 65535 bytes"},
+		{"just too long", "FROM alpine\n" + long(65536) + "\n", "Dockerfile:2: line longer than 65535 bytes"},
+		{"long last line without newline", "FROM alpine\n\n" + long(65536), "Dockerfile:3: line longer than 65535 bytes"},
+		{"long continuation line", "FROM alpine\nRUN a \\\n  " + strings.Repeat("b", 70000) + "\n",
+			"Dockerfile:3: line longer than 65535 bytes"},
+		{"long heredoc line", "FROM alpine\nRUN <<EOF\necho\n" + strings.Repeat("b", 70000) + "\nEOF\n",
+			"Dockerfile:4: line longer than 65535 bytes"},
+		{"NUL in RUN", "FROM alpine\nRUN echo a\nRUN echo \x00b\n", "Dockerfile:3: NUL byte at column 10"},
+		{"NUL in heredoc", "FROM alpine\nRUN <<EOF\necho\necho \x00\nEOF\n", "Dockerfile:4: NUL byte at column 6"},
+		{"NUL in ENV", "FROM alpine\nENV A=\x00\n", "Dockerfile:2: NUL byte at column 7"},
+		{"bad escape directive on line 1", "# escape=0\nFROM alpine\n", "Dockerfile:1: invalid escape token"},
+		{"bad escape directive on line 3", "# syntax=docker/dockerfile:1\n#check=skip=all\n  # escape = x\nFROM alpine\n", "Dockerfile:3: invalid escape token"},
+		{"repeated directive", "# escape=`\n# escape=\\\nFROM alpine\n", "Dockerfile:2: only one escape parser directive"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(c.src), "Dockerfile", ParseOptions{})
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("err = %.200v, want it to start with %q", err, c.want)
+			}
+		})
+	}
+	ok := "FROM alpine\n" + long(65535) + "\n" + long(65535)
+	g, err := Parse(strings.NewReader(ok), "Dockerfile", ParseOptions{})
+	if err != nil || len(g.Target.Steps) != 2 || g.Target.Steps[1].Location.Line != 3 {
+		t.Errorf("lines of exactly 65535 bytes: %.200v", err)
+	}
+}

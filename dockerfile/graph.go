@@ -84,7 +84,10 @@ func Parse(r io.Reader, file string, opts ParseOptions) (*Graph, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", file, err)
 	}
-	if err := checkRaw(file, data); err != nil {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%s: the Dockerfile is empty", file)
+	}
+	if err := checkText(data, file); err != nil {
 		return nil, err
 	}
 	res, err := parser.Parse(bytes.NewReader(data))
@@ -244,36 +247,6 @@ func (g *Graph) Expander() *Expander {
 		esc = parser.DefaultEscapeToken
 	}
 	return &Expander{escape: esc}
-}
-
-// checkRaw refuses what BuildKit's parser would misreport: a NUL byte
-// (passed on to a RUN that then fails) and a line over the scanner's limit
-// (reported at the line before it).
-func checkRaw(file string, data []byte) error {
-	const maxLine = 64*1024 - 1 // bufio.MaxScanTokenSize less the newline
-	if len(bytes.TrimSpace(data)) == 0 {
-		return fmt.Errorf("%s: the Dockerfile is empty", file)
-	}
-	line := 1
-	for len(data) > 0 {
-		end := bytes.IndexByte(data, '\n')
-		text := data
-		if end >= 0 {
-			text = data[:end]
-		}
-		if len(text) > maxLine {
-			return fmt.Errorf("%s:%d: line is %d bytes long; Dockerfile lines are limited to %d bytes", file, line, len(text), maxLine)
-		}
-		if i := bytes.IndexByte(text, 0); i >= 0 {
-			return fmt.Errorf("%s:%d: NUL byte at column %d: a Dockerfile is text", file, line, i+1)
-		}
-		if end < 0 {
-			break
-		}
-		data = data[end+1:]
-		line++
-	}
-	return nil
 }
 
 // Triggers parses the ONBUILD triggers of stage s's base image into steps

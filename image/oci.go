@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -26,6 +27,9 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/ctxio"
+	"github.com/stepexec/stepexec/internal/safefile"
 )
 
 // LayerReader yields a committed layer's uncompressed tar.
@@ -48,17 +52,22 @@ type OCIOutput struct {
 // and an existing directory must be empty or an OCI layout.
 func CheckOutput(out OCIOutput) error {
 	parent := filepath.Dir(out.Dest)
-	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
-		return fmt.Errorf("output %s: directory %s does not exist", out.Dest, parent)
+	if err := checkDir(parent); err != nil {
+		return fmt.Errorf("output %s: %w", out.Dest, err)
 	}
 	if err := unix.Access(parent, unix.W_OK); err != nil {
 		return fmt.Errorf("output %s: cannot write in %s: %w", out.Dest, parent, err)
 	}
+	// Stat before reading it: os.ReadDir would open a FIFO and block.
+	st, err := os.Stat(out.Dest)
 	if strings.HasSuffix(out.Dest, ".tar") {
-		if st, err := os.Stat(out.Dest); err == nil && st.IsDir() {
+		if err == nil && st.IsDir() {
 			return fmt.Errorf("output %s is a directory, not an archive", out.Dest)
 		}
 		return nil
+	}
+	if err == nil && !st.IsDir() {
+		return fmt.Errorf("output %s is %s, not a directory (an OCI layout is a directory; a dest ending in .tar is an archive)", out.Dest, kind(st))
 	}
 	entries, err := os.ReadDir(out.Dest)
 	if err == nil && len(entries) > 0 {
@@ -69,6 +78,42 @@ func CheckOutput(out OCIOutput) error {
 		return fmt.Errorf("output %s: %w", out.Dest, err)
 	}
 	return nil
+}
+
+// checkDir says what is wrong when dir is not an existing directory,
+// naming the component that is missing or not a directory.
+func checkDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && st.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s is %s, not a directory", dir, kind(st))
+	case errors.Is(err, unix.ENOTDIR):
+		// Some ancestor is not a directory: name it.
+		for p := filepath.Dir(dir); p != dir; dir, p = p, filepath.Dir(p) {
+			if st, err := os.Stat(p); err == nil {
+				if st.IsDir() {
+					break
+				}
+				return fmt.Errorf("%s is %s, not a directory", p, kind(st))
+			}
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("directory %s does not exist", dir)
+	}
+	return fmt.Errorf("directory %s: %w", dir, err)
+}
+
+// kind names what a non-directory is: "a file", "a named pipe (FIFO)", ….
+func kind(st fs.FileInfo) string {
+	if st.Mode().IsRegular() {
+		return "a file"
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return safefile.Kind(sys.Mode)
+	}
+	return "not a directory"
 }
 
 // WriteOCI exports img, whose layers are read from src, with gzip-compressed
@@ -216,7 +261,7 @@ func compressLayer(ctx context.Context, src LayerReader, l Layer, blobs string) 
 	var once sync.Once
 	closeDiff := func() { once.Do(func() { diff.Close() }) }
 	defer closeDiff()
-	rc := diff
+	rc := ctxio.Reader(ctx, diff) // a large layer's export stops on Ctrl-C
 	tmp, err := os.CreateTemp(blobs, ".layer-")
 	if err != nil {
 		return nil, false, err

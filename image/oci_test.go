@@ -14,10 +14,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // fakeLayers serves layer tars from memory.
@@ -216,12 +218,36 @@ func TestCheckOutput(t *testing.T) {
 		{dest: notLayout, err: "not an OCI image layout"},
 		{dest: notLayout + "/../other.tar"},
 		{dest: filepath.Join(dir, "d.tar"), err: "is a directory"},
+		{dest: filepath.Join(dir, "file", "sub"), err: filepath.Join(dir, "file") + " is a file, not a directory"},
+		{dest: filepath.Join(dir, "file", "sub", "deeper"), err: filepath.Join(dir, "file") + " is a file, not a directory"},
+		{dest: filepath.Join(dir, "file"), err: filepath.Join(dir, "file") + " is a file, not a directory (an OCI layout is a directory"},
+		{dest: filepath.Join(dir, "fifo"), err: filepath.Join(dir, "fifo") + " is a named pipe (FIFO), not a directory"},
+		{dest: filepath.Join(dir, "fifo", "x"), err: filepath.Join(dir, "fifo") + " is a named pipe (FIFO), not a directory"},
+	}
+	os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644)
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(dir, "d.tar"), 0o755)
 	for _, c := range cases {
-		err := CheckOutput(OCIOutput{Dest: c.dest})
+		err := checkOutputOrHang(t, OCIOutput{Dest: c.dest})
 		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("CheckOutput(%s) = %v, want %q", c.dest, err, c.err)
 		}
+	}
+}
+
+// checkOutputOrHang runs CheckOutput, failing the test if it blocks (on a
+// FIFO, say).
+func checkOutputOrHang(t *testing.T, out OCIOutput) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- CheckOutput(out) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatalf("CheckOutput(%s) blocked", out.Dest)
+		return nil
 	}
 }

@@ -60,6 +60,7 @@ func renderAttacksDoc(observed func(p probe, mode string) string) string {
 		}
 		writeDocRow(&b, cells)
 	}
+	b.WriteString("\n" + renderDefects())
 	return b.String()
 }
 
@@ -75,6 +76,9 @@ func writeDocRow(b *strings.Builder, cells []string) {
 func parseAttacksDoc(text string) (map[string][]string, []string) {
 	rows := map[string][]string{}
 	var order []string
+	if i := strings.Index(text, defectsHeading); i >= 0 {
+		text = text[:i] // the defects table is TestDefectsDocMatchesTable's
+	}
 	for _, line := range strings.Split(text, "\n") {
 		if !strings.HasPrefix(line, "| ") || !strings.HasSuffix(line, " |") {
 			continue

@@ -137,10 +137,13 @@ CMD ["echo hi"]
 		if err != nil {
 			t.Fatal(err)
 		}
-		// base + one per case + WORKDIR /app (+ the last RUN, which only reads:
-		// no layer).
-		if len(layers) != 1+len(cases)+1 {
-			t.Fatalf("OCI image has %d layers, want %d", len(layers), 1+len(cases)+1)
+		// base + one per case + WORKDIR /app + the last RUN, which only reads:
+		// an empty layer, as BuildKit commits one for every RUN.
+		if len(layers) != 1+len(cases)+2 {
+			t.Fatalf("OCI image has %d layers, want %d", len(layers), 1+len(cases)+2)
+		}
+		if got := layerEntries(t, layers[len(layers)-1]); len(got) != 0 {
+			t.Errorf("the read-only RUN's layer holds %v, want nothing", got)
 		}
 		for i, c := range cases {
 			entries := layerEntries(t, layers[i+1])
@@ -240,12 +243,25 @@ func TestBadDockerfilesFailBeforeAnyStep(t *testing.T) {
 		name, dockerfile, want string
 		args                   []string
 	}{
-		{name: "unsupported", dockerfile: "FROM alpine\nRUN echo one\nCOPY a b\n", want: "Dockerfile:3: COPY is not supported yet"},
+		{name: "missing-source", dockerfile: "FROM alpine\nRUN echo one\nCOPY nosuchfile /x\n", want: "Dockerfile:3: COPY nosuchfile /x: "},
+		{name: "bad-from", dockerfile: "FROM alpine AS a\nRUN echo one\nCOPY --from=b /x /x\nFROM alpine AS b\n", want: `Dockerfile:3: COPY --from=b: stage "b" is defined after this one`},
+		{name: "self-from", dockerfile: "FROM alpine AS a\nRUN echo one\nCOPY --from=a /x /x\n", want: "Dockerfile:3: COPY --from=a: a stage cannot use itself"},
+		{name: "unknown-target", dockerfile: "FROM alpine AS a\nRUN echo one\n", want: `target stage "nope" not found`, args: []string{"--target", "nope"}},
+		{name: "bad-chmod", dockerfile: "FROM alpine\nRUN echo one\nARG M=99\nCOPY --chmod=$M a /a\n", want: "Dockerfile:4: COPY --chmod=$M a /a: --chmod=99: invalid mode"},
+		{name: "bad-chown", dockerfile: "FROM alpine\nRUN echo one\nCOPY --chown=a:b:c x /\n", want: "Dockerfile:3: COPY --chown=a:b:c"},
+		{name: "unknown-flag", dockerfile: "FROM alpine\nRUN echo one\nCOPY --nope x /\n", want: "Dockerfile:3: unknown flag: --nope"},
+		{name: "several", dockerfile: "FROM alpine\nRUN echo one\nCOPY missing1 /\nEXPOSE notaport\nRUN --mount=type=secret,id=s,required true\n",
+			want: "Dockerfile:5: RUN --mount=type=secret,id=s,required true: --mount=type=secret: secret \"s\" is required"},
 		{name: "unknown", dockerfile: "FROM alpine\nRUN echo one\nFROBNICATE x\n", want: "Dockerfile:3"},
 		{name: "no-from", dockerfile: "RUN echo one\n", want: "Dockerfile"},
 		{name: "missing-base", dockerfile: "FROM nosuchimage:1\nRUN echo one\n", want: "Dockerfile:1"},
 		{name: "bad-output", dockerfile: "FROM alpine\nRUN echo one\n", want: "directory /proc/nope does not exist",
 			args: []string{"--output", "type=oci,dest=/proc/nope/x"}},
+		{name: "output-under-file", dockerfile: "FROM alpine\nRUN echo one\n", want: "/etc/hostname is a file, not a directory",
+			args: []string{"--output", "type=oci,dest=/etc/hostname/sub"}},
+		{name: "nul", dockerfile: "FROM alpine\nRUN echo one\nRUN echo \x00two\n", want: "Dockerfile:3: NUL byte at column 10"},
+		{name: "long-line", dockerfile: "FROM alpine\nRUN a\nRUN b\nRUN c\nLABEL x=" + strings.Repeat("y", 70000) + "\nRUN d\n",
+			want: "Dockerfile:5: line longer than 65535 bytes"},
 	}
 	forEachAccount(t, func(t *testing.T, a *account) {
 		a.importAlpine(t)

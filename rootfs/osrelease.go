@@ -3,13 +3,12 @@ package rootfs
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // osReleasePaths are tried in order, as systemd's os-release(5) says.
@@ -27,18 +26,17 @@ func OSRelease(root string) (map[string]string, error) {
 	}
 	defer rt.Close()
 	for _, p := range osReleasePaths {
-		fd, err := rt.open(p, unix.O_RDONLY)
-		if err == unix.ENOENT {
+		f, err := rt.openFile(p)
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("os-release in %s: %s: %w", root, p, err)
+			return nil, err // names the file
 		}
-		f := os.NewFile(uintptr(fd), p)
 		data, err := io.ReadAll(io.LimitReader(f, 1<<20))
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("os-release in %s: read %s: %w", root, p, err)
+			return nil, err
 		}
 		return parseOSRelease(data), nil
 	}

@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestOSRelease(t *testing.T) {
@@ -15,6 +18,7 @@ func TestOSRelease(t *testing.T) {
 		files   map[string]string // rel -> content; "->target" makes a symlink
 		want    map[string]string
 		wantErr error
+		wantMsg string // the error names the file and what it is
 	}{
 		{name: "etc", files: map[string]string{"etc/os-release": "# c\nID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n\nNAME='Debian'\nX=\"a \\\"q\\\" \\$b\"\n"},
 			want: map[string]string{"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "NAME": "Debian", "X": `a "q" $b`}},
@@ -29,6 +33,12 @@ func TestOSRelease(t *testing.T) {
 		{name: "symlink escaping to a host file is not read", files: map[string]string{"etc/os-release": "->../../../outside/os-release"},
 			wantErr: os.ErrNotExist},
 		{name: "absent", files: map[string]string{"etc/hostname": "x"}, wantErr: os.ErrNotExist},
+		{name: "fifo is refused, not waited on", files: map[string]string{"etc/os-release": "|fifo", "usr/lib/os-release": "ID=alpine\n"},
+			wantMsg: "/etc/os-release is a named pipe (FIFO), not a regular file"},
+		{name: "fifo behind a symlink", files: map[string]string{"etc/os-release": "->../usr/lib/os-release", "usr/lib/os-release": "|fifo"},
+			wantMsg: "/etc/os-release is a named pipe (FIFO), not a regular file"},
+		{name: "directory", files: map[string]string{"usr/lib/os-release/x": "ID=x\n"},
+			wantMsg: "/usr/lib/os-release is a directory, not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
@@ -48,6 +58,8 @@ func TestOSRelease(t *testing.T) {
 				var err error
 				if target, ok := strings.CutPrefix(content, "->"); ok {
 					err = os.Symlink(target, p)
+				} else if content == "|fifo" {
+					err = unix.Mkfifo(p, 0o644)
 				} else {
 					err = os.WriteFile(p, []byte(content), 0o644)
 				}
@@ -55,7 +67,24 @@ func TestOSRelease(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := OSRelease(root)
+			var got map[string]string
+			var err error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				got, err = OSRelease(root)
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("OSRelease blocked")
+			}
+			if tc.wantMsg != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.wantMsg)
+				}
+				return
+			}
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v (%v), want %v", err, got, tc.wantErr)

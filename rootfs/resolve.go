@@ -9,6 +9,8 @@ import (
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/safefile"
 )
 
 // root is an open handle on a directory that acts as "/" for every lookup
@@ -178,4 +180,34 @@ func removeAllAt(dirfd int, name string) error {
 		return err
 	}
 	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+}
+
+// OpenFile opens the regular file at p (an absolute or relative path inside
+// the root filesystem dir, symlinks followed in root) for reading. A FIFO,
+// device or directory there is refused without being opened: the path is
+// resolved O_PATH and checked first. Errors name p as the image sees it
+// ("/etc/passwd"); a missing file's error wraps os.ErrNotExist.
+func OpenFile(dir, p string) (*os.File, error) {
+	rt, err := openRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	rel, err := cleanRel(p)
+	if err != nil {
+		return nil, err
+	}
+	return rt.openFile(rel)
+}
+
+// openFile is OpenFile on an open root; rel must come from cleanRel.
+func (r *root) openFile(rel string) (*os.File, error) {
+	name := path.Join("/", rel)
+	fd, err := r.open(rel, unix.O_PATH)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	h := os.NewFile(uintptr(fd), name)
+	defer h.Close()
+	return safefile.Reopen(h, name)
 }

@@ -53,6 +53,11 @@ type Stats struct {
 //   - whiteouts (".wh.NAME", ".wh..wh..opq") are rejected: they belong to layers,
 //     not base root filesystems.
 //
+// Regular file content keeps its holes: sparse entries (PAX 0.x/1.0 and
+// GNU's old 'S' type) and runs of zero blocks are not written but skipped.
+// An entry larger than the free space left on dir's filesystem is refused
+// before it is created. Cancelling ctx stops Unpack within a block.
+//
 // Ownership comes from the header (lchown), then the mode including
 // setuid/setgid/sticky (chown clears setuid), then xattrs from PAX
 // SCHILY.xattr.* records (after chown, which clears security.capability),
@@ -73,7 +78,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts ...UnpackOption) 
 		return st, err
 	}
 	defer rt.Close()
-	u := &unpacker{root: rt, stats: &st}
+	u := &unpacker{ctx: ctx, root: rt, stats: &st}
 	for _, o := range opts {
 		o(&u.opts)
 	}
@@ -127,7 +132,9 @@ func tarReader(r io.Reader) (*tar.Reader, func(), error) {
 }
 
 type unpacker struct {
+	ctx   context.Context
 	root  *root
+	buf   []byte // content copy buffer
 	stats *Stats
 	dirs  []dirTime
 	opts  unpackOptions
@@ -174,6 +181,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeXGlobalHeader:
 		return nil // PAX global records carry nothing we apply
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeGNUSparse:
+		// GNU's old sparse format: archive/tar has read the map and returns
+		// the content with its holes as zeros, like PAX sparse entries.
+		hdr.Typeflag = tar.TypeReg
 	default:
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
@@ -246,18 +257,24 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		u.dirs = append(u.dirs, dirTime{hdr.Name, rel, hdr.AccessTime, hdr.ModTime})
 	case tar.TypeReg:
+		if err := checkSpace(pfd, hdr.Size); err != nil {
+			return err
+		}
 		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
 		f := os.NewFile(uintptr(fd), hdr.Name)
-		n, err := io.Copy(f, r)
+		if u.buf == nil {
+			u.buf = make([]byte, 128<<10)
+		}
+		n, err := writeContent(u.ctx, f, r, hdr.Size, u.buf)
 		u.stats.Bytes += n
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("write: %w", err)
+			return err
 		}
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {

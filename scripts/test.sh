@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test. As root (CI) it first prepares the host and the
-# unprivileged test user, runs the suite as root — the integration tests run
-# the binary both as that user and as root — then runs the packages that
-# enter namespaces again as that user. As a normal user it runs all of it
-# as that user.
+# Runs every test, then each fuzz target briefly (scripts/fuzz.sh). As root
+# (CI) it first prepares the host and the unprivileged test user, runs the
+# suite as root — the integration tests run the binary both as that user
+# and as root — then runs the packages that enter namespaces again as that
+# user. As a normal user it runs all of it as that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tags=$(cat scripts/build-tags)
@@ -23,4 +23,12 @@ go test -tags "$tags" -count=1 -timeout 20m ./...
 if [ "$(id -u)" -eq 0 ]; then
   go test -tags "$tags" -count=1 -timeout 10m -exec "$PWD/scripts/as-test-user" \
     ./image/... ./internal/buildcontext/... ./rootfs/... ./runtime/... ./snapshot/...
+fi
+# Each fuzz target for a short time (their seed corpora ran above as tests).
+scripts/fuzz.sh
+if [ "$(id -u)" -eq 0 ]; then
+  # The corpus with stepexec, rootless BuildKit (the reference) and buildah,
+  # compared: fails on any difference from BuildKit that
+  # integration/KNOWN-DIFFERENCES.md does not list.
+  STEPEXEC_TEST_USER="${STEPEXEC_TEST_USER:-stepexec-ci}" scripts/conformance.sh
 fi

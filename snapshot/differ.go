@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/ctxio"
 )
 
 // OCI layer whiteout names (image-spec layer.md).
@@ -97,7 +99,7 @@ func (lw *layerWriter) run() error {
 // upper itself) and, recursively, their children.
 func (lw *layerWriter) walkDir(rel string) error {
 	dir := filepath.Join(lw.upper, rel)
-	f, err := os.Open(dir)
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", dir, err)
 	}
@@ -234,12 +236,15 @@ func (lw *layerWriter) writeHeader(hdr *tar.Header, full string) error {
 }
 
 func (lw *layerWriter) copyFile(full string, size int64) error {
-	f, err := os.OpenFile(full, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// Lstat said regular file; O_NONBLOCK so that, were it swapped for a
+	// FIFO since, the open would not wait (the read then falls short).
+	f, err := os.OpenFile(full, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", full, err)
 	}
 	defer f.Close()
-	n, err := io.CopyBuffer(lw.tw, io.LimitReader(f, size), lw.buf)
+	// A RUN can leave a file of any size: stop on cancellation mid-copy.
+	n, err := io.CopyBuffer(lw.tw, io.LimitReader(ctxio.Reader(lw.ctx, f), size), lw.buf)
 	lw.bytes += n
 	if err != nil {
 		return fmt.Errorf("copying %s into the layer tar: %w", full, err)

@@ -3,8 +3,10 @@ package snapshot
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -242,5 +244,35 @@ func TestIsOverlayXattr(t *testing.T) {
 		if got := isOverlayXattr(name); got != want {
 			t.Errorf("isOverlayXattr(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// afterCalls is a context whose Err reports cancellation from its n+1st call
+// on: a build cancelled while the differ copies a file.
+type afterCalls struct {
+	context.Context
+	n int
+}
+
+func (c *afterCalls) Err() error {
+	if c.n == 0 {
+		return context.Canceled
+	}
+	c.n--
+	return nil
+}
+
+// TestWriteLayerTarStopsMidFile: Ctrl-C during the commit of a step that
+// wrote a large file does not wait for the whole file to be copied.
+func TestWriteLayerTarStopsMidFile(t *testing.T) {
+	upper := t.TempDir()
+	big := bytes.Repeat([]byte("x"), 8<<20)
+	if err := os.WriteFile(filepath.Join(upper, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, n, err := writeLayerTar(&afterCalls{Context: context.Background(), n: 2}, &out, upper)
+	if !errors.Is(err, context.Canceled) || n >= int64(len(big)) {
+		t.Fatalf("WriteLayerTar cancelled mid-file: copied %d of %d bytes, err %v", n, len(big), err)
 	}
 }

@@ -39,3 +39,34 @@ func TestDropLayerLinks(t *testing.T) {
 		t.Errorf("links left: %v, want KEPT and SIMILAR", left)
 	}
 }
+
+// A short-name link left by a process killed inside the overlay driver's
+// layer creation (its layer record was incomplete and is gone) is removed
+// when the store is next opened; a link whose target exists stays.
+func TestOpenDropsDanglingLinks(t *testing.T) {
+	s, dir := openTestStore(t)
+	graph := filepath.Join(dir, "graph")
+	overlay := filepath.Join(graph, "overlay")
+	if err := os.MkdirAll(filepath.Join(overlay, "present", "diff"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"DANGLING": "../gone-layer/diff", "PRESENT": "../present/diff"} {
+		if err := os.Symlink(target, filepath.Join(overlay, "l", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(Options{Root: graph, RunRoot: filepath.Join(dir, "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := os.Lstat(filepath.Join(overlay, "l", "DANGLING")); err == nil {
+		t.Error("the dangling link is still there")
+	}
+	if _, err := os.Lstat(filepath.Join(overlay, "l", "PRESENT")); err != nil {
+		t.Errorf("a link to an existing layer dir went: %v", err)
+	}
+}

@@ -45,6 +45,9 @@ type CommitOptions struct {
 	// Lease holds the layer (made or found) until an image refers to it;
 	// nil means a lease of the Store's own, released by Close.
 	Lease *Lease
+	// KeepEmpty commits a layer even when the snapshot changed nothing (an
+	// empty tar), as BuildKit does for every RUN, COPY and WORKDIR.
+	KeepEmpty bool
 }
 
 // maxLowers is overlayfs's stacking limit (OVL_MAX_STACK).
@@ -359,7 +362,7 @@ func (s *Store) Commit(ctx context.Context, key string, opts CommitOptions) (c C
 	if err != nil {
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: reading %s: %w", key, upper, err)
 	}
-	if len(entries) == 0 {
+	if len(entries) == 0 && !opts.KeepEmpty {
 		return Committed{Empty: true}, nil
 	}
 

@@ -111,7 +111,33 @@ func Open(opts Options) (*Store, error) {
 	// nothing keeps, the images rmi released while they built. Best
 	// effort: a failure here must not stop every command; Prune reports it.
 	s.openCollected, s.openErr = s.sweep(sweepOptions{})
+	s.dropDanglingLinks()
 	return s, nil
+}
+
+// dropDanglingLinks removes overlay/l short-name links whose layer is gone.
+// The overlay driver makes a layer's diff dir before its link, and removes
+// the link before the dir, so a dangling one is never another process's
+// layer in the making: it is what a process killed between the driver's
+// link and its "link" file left, which the store's own clean-up of the
+// incomplete layer (done when the store loads, before this) cannot find.
+func (s *Store) dropDanglingLinks() {
+	if _, err := s.store.Layers(); err != nil { // loads the store: incomplete layers go first
+		return
+	}
+	links := filepath.Join(s.graphRoot, "overlay", "l")
+	entries, err := os.ReadDir(links)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(links, e.Name())
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if _, lerr := os.Lstat(p); lerr == nil {
+				_ = os.Remove(p)
+			}
+		}
+	}
 }
 
 // dropMountProgram removes mount_program options: they would make the driver

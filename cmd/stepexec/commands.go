@@ -19,6 +19,7 @@ import (
 
 	"github.com/stepexec/stepexec"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/safefile"
 )
 
 // buildFlags are docker build's flags that stepexec takes.
@@ -146,7 +147,11 @@ func importCommand(ctx context.Context, g *globalFlags) *cobra.Command {
 			var r io.Reader = os.Stdin
 			source := "-"
 			if args[0] != "-" {
-				f, err := os.Open(args[0])
+				f, err := safefile.Open(args[0])
+				var nr *safefile.NotRegularError
+				if errors.As(err, &nr) {
+					return fmt.Errorf("%w (to import from a pipe, give - and feed it on stdin)", err)
+				}
 				if err != nil {
 					return err
 				}

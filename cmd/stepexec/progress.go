@@ -19,7 +19,9 @@ import (
 // `docker build --progress=plain` numbers vertices), so a RUN's life is
 // visible: sandbox created → command ran → diff → layer → sandbox removed.
 // Tty mode prints a line per finished instruction and keeps step output out
-// of the way unless the step fails. Events arrive from concurrent stages.
+// of the way unless the step fails; what it shows of a step is sanitized
+// (escape sequences dropped), plain mode passes it through. Events arrive
+// from concurrent stages.
 type progressPrinter struct {
 	mu    sync.Mutex
 	w     io.Writer
@@ -110,7 +112,7 @@ func (p *progressPrinter) ttyEvent(n int, e stepexec.Event) {
 	switch e.Kind {
 	case stepexec.StepStarted:
 		p.last = n
-		p.text[n] = label(e.Vertex) + " " + e.Text
+		p.text[n] = label(e.Vertex) + " " + sanitize(e.Text)
 		p.tails[n] = &tailBuffer{max: 20}
 		fmt.Fprintf(p.w, "\r\x1b[2K => %s", p.text[n])
 	case stepexec.LayerDiffed:
@@ -212,7 +214,7 @@ func (l *lineWriter) emit(line string) {
 	defer l.p.mu.Unlock()
 	if l.p.tty {
 		if t := l.p.tails[l.n]; t != nil {
-			t.add(line)
+			t.add(sanitize(line))
 		}
 		return
 	}

@@ -40,7 +40,10 @@ func checkCopy(ctx context.Context, req Request, c *dockerfile.Copy, step docker
 	if req.Context == nil {
 		return errors.New("there is no build context to copy from (the Dockerfile came from stdin with no context)")
 	}
-	return copier.Check(copier.Source{Root: req.Context.Dir(), Ignore: req.Context.Ignore()}, local)
+	if err := copier.Check(copier.Source{Root: req.Context.Dir(), Ignore: req.Context.Ignore()}, local); err != nil {
+		return fmt.Errorf("%w in the build context", err)
+	}
+	return nil
 }
 
 // copy is COPY and ADD: the sources written into a snapshot of st,
@@ -74,7 +77,7 @@ func (r *stepRun) copy(ctx context.Context, st State, c *dockerfile.Copy) (_ Sta
 	st, commit, err := r.inSnapshot(ctx, st, false, func(snap *snapshot.Snapshot) error {
 		opts := copier.Options{Dest: dest, Chmod: chmod, Excludes: c.Excludes, Parents: c.Parents}
 		if c.Chown != "" {
-			uid, gid, err := resolveChown(snap.Dir, c.Chown)
+			uid, gid, err := resolveChown(ctx, snap.Dir, c.Chown)
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,7 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 	env := runEnv(st, r.b.req.Graph.ProxyEnv(), set.env)
 	var res runtime.Result
 	st, commit, err := r.inSnapshot(ctx, st, true, func(snap *snapshot.Snapshot) error {
-		u, err := lookupUser(snap.Dir, st.Config().User)
+		u, err := lookupUser(ctx, snap.Dir, st.Config().User)
 		if err != nil {
 			return err
 		}

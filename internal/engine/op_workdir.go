@@ -18,7 +18,7 @@ func (r *stepRun) workdir(ctx context.Context, st State) (State, error) {
 		return st.withHistory(createdBy, true), nil
 	}
 	st, c, err := r.inSnapshot(ctx, st, false, func(snap *snapshot.Snapshot) error {
-		uid, gid, err := resolveChown(snap.Dir, st.Config().User)
+		uid, gid, err := resolveChown(ctx, snap.Dir, st.Config().User)
 		if err != nil {
 			return err
 		}

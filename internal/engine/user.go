@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,43 +10,37 @@ import (
 	"strconv"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/user"
-	"golang.org/x/sys/unix"
 
+	"github.com/stepexec/stepexec/internal/ctxio"
+	"github.com/stepexec/stepexec/internal/safefile"
+	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/runtime"
 )
 
 // openImageFile opens a file of an image rootfs for reading: resolved
-// inside root (a symlinked /etc/passwd cannot reach the host's), opened
-// without blocking (a FIFO planted by a RUN cannot hang the build) and
-// refused unless it is a regular file. A missing file is fs.ErrNotExist.
+// inside root (a symlinked /etc/passwd cannot reach the host's), and
+// refused without being opened unless it is a regular file (a FIFO a RUN
+// planted cannot hang the build, a device is never opened). A missing
+// file is fs.ErrNotExist.
 func openImageFile(root, p string) (*os.File, error) {
-	full, err := securejoin.SecureJoin(root, p)
+	f, err := rootfs.OpenFile(root, p)
 	if err != nil {
-		return nil, fmt.Errorf("resolving %s in the image: %w", p, err)
-	}
-	f, err := os.OpenFile(full, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fs.ErrNotExist
 		}
-		return nil, fmt.Errorf("opening %s in the image: %w", p, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s in the image: %w", p, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s in the image is not a regular file (%s)", p, st.Mode().Type())
+		var nr *safefile.NotRegularError
+		if errors.As(err, &nr) {
+			return nil, fmt.Errorf("the image's %w", err)
+		}
+		return nil, fmt.Errorf("reading the image's %s: %w", p, err)
 	}
 	return f, nil
 }
 
-// openOrEmpty is openImageFile with a missing file read as empty.
-func openOrEmpty(root, p string) (io.ReadCloser, error) {
+// openOrEmpty is openImageFile with a missing file read as empty; reads
+// stop when ctx is cancelled.
+func openOrEmpty(ctx context.Context, root, p string) (io.ReadCloser, error) {
 	f, err := openImageFile(root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return io.NopCloser(strings.NewReader("")), nil
@@ -53,23 +48,28 @@ func openOrEmpty(root, p string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	return readCloser{ctxio.Reader(ctx, f), f}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // lookupUser resolves a USER spec ("", "name", "uid", "name:group", …)
 // against the image's /etc/passwd and /etc/group as docker does, with the
 // supplementary groups the user is a member of. A name missing from the
 // files is an error; a numeric uid need not be listed.
-func lookupUser(root, spec string) (runtime.User, error) {
+func lookupUser(ctx context.Context, root, spec string) (runtime.User, error) {
 	if spec == "" {
 		spec = "0"
 	}
-	passwd, err := openOrEmpty(root, "/etc/passwd")
+	passwd, err := openOrEmpty(ctx, root, "/etc/passwd")
 	if err != nil {
 		return runtime.User{}, err
 	}
 	defer passwd.Close()
-	group, err := openOrEmpty(root, "/etc/group")
+	group, err := openOrEmpty(ctx, root, "/etc/group")
 	if err != nil {
 		return runtime.User{}, err
 	}
@@ -77,9 +77,14 @@ func lookupUser(root, spec string) (runtime.User, error) {
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
 	u, err := user.GetExecUser(spec, defaults, passwd, group)
 	if err != nil {
+		if ctx.Err() != nil {
+			return runtime.User{}, ctx.Err()
+		}
 		return runtime.User{}, fmt.Errorf("USER %s: %w", spec, err)
 	}
-	out := runtime.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
+	// The primary group is a supplementary one too (BuildKit's executor and
+	// docker: `id` shows groups=GID,…).
+	out := runtime.User{UID: uint32(u.Uid), GID: uint32(u.Gid), AdditionalGIDs: []uint32{uint32(u.Gid)}}
 	for _, g := range u.Sgids {
 		if uint32(g) != out.GID {
 			out.AdditionalGIDs = append(out.AdditionalGIDs, uint32(g))
@@ -92,12 +97,12 @@ func lookupUser(root, spec string) (runtime.User, error) {
 // is looked up in the image (its primary group comes with it; a name that
 // is not there means root), a number is used as is and also as the group
 // when none is given; "root" is 0.
-func resolveChown(root, spec string) (uid, gid int, err error) {
+func resolveChown(ctx context.Context, root, spec string) (uid, gid int, err error) {
 	userPart, groupPart, _ := strings.Cut(spec, ":")
 	if id, ok := numericID(userPart); ok {
 		uid, gid = id, id
 	} else {
-		pw, err := openOrEmpty(root, "/etc/passwd")
+		pw, err := openOrEmpty(ctx, root, "/etc/passwd")
 		if err != nil {
 			return 0, 0, err
 		}
@@ -116,7 +121,7 @@ func resolveChown(root, spec string) (uid, gid int, err error) {
 	if id, ok := numericID(groupPart); ok {
 		return uid, id, nil
 	}
-	gr, err := openOrEmpty(root, "/etc/group")
+	gr, err := openOrEmpty(ctx, root, "/etc/group")
 	if err != nil {
 		return 0, 0, err
 	}

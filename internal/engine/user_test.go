@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,14 +26,14 @@ func TestLookupUser(t *testing.T) {
 		spec string
 		want runtime.User
 	}{
-		{"", runtime.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{10}}},
-		{"bob", runtime.User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{10, 18}}},
-		{"bob:staff", runtime.User{UID: 1000, GID: 50}}, // an explicit group: no supplementary ones, as docker
-		{"1000:18", runtime.User{UID: 1000, GID: 18}},
-		{"4242", runtime.User{UID: 4242, GID: 0}},
+		{"", runtime.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0, 10}}},
+		{"bob", runtime.User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{1000, 10, 18}}},
+		{"bob:staff", runtime.User{UID: 1000, GID: 50, AdditionalGIDs: []uint32{50}}}, // an explicit group: no others, as docker
+		{"1000:18", runtime.User{UID: 1000, GID: 18, AdditionalGIDs: []uint32{18}}},
+		{"4242", runtime.User{UID: 4242, GID: 0, AdditionalGIDs: []uint32{0}}},
 	}
 	for _, c := range cases {
-		got, err := lookupUser(root, c.spec)
+		got, err := lookupUser(context.Background(), root, c.spec)
 		if err != nil {
 			t.Errorf("lookupUser(%q): %v", c.spec, err)
 			continue
@@ -41,7 +42,7 @@ func TestLookupUser(t *testing.T) {
 			t.Errorf("lookupUser(%q) = %+v, want %+v", c.spec, got, c.want)
 		}
 	}
-	if _, err := lookupUser(root, "nobody-here"); err == nil {
+	if _, err := lookupUser(context.Background(), root, "nobody-here"); err == nil {
 		t.Error("an unknown user name resolved")
 	}
 	// A rootfs whose /etc/passwd points at the host's must not read it.
@@ -50,24 +51,24 @@ func TestLookupUser(t *testing.T) {
 	host := filepath.Join(t.TempDir(), "passwd")
 	os.WriteFile(host, []byte("root:x:0:0::/:/bin/sh\nhostuser:x:777:777::/:/bin/sh\n"), 0o644)
 	os.Symlink(host, filepath.Join(evil, "etc/passwd"))
-	if u, err := lookupUser(evil, "hostuser"); err == nil {
+	if u, err := lookupUser(context.Background(), evil, "hostuser"); err == nil {
 		t.Errorf("resolved a user through a symlink out of the rootfs: %+v", u)
 	}
 }
 
 // A FIFO planted as /etc/passwd (a RUN can make one) is refused at once
 // instead of blocking the build.
-func TestLookupUserRefusesFIFO(t *testing.T) {
+func TestLookupUserRefusesSpecialFiles(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
 	if err := syscall.Mkfifo(filepath.Join(root, "etc/passwd"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := lookupUser(root, "bob")
-	if err == nil || !strings.Contains(err.Error(), "/etc/passwd in the image is not a regular file") {
+	_, err := lookupUser(context.Background(), root, "bob")
+	if err == nil || !strings.Contains(err.Error(), "the image's /etc/passwd is a named pipe (FIFO), not a regular file") {
 		t.Errorf("lookupUser on a FIFO: %v", err)
 	}
-	if _, _, err := resolveChown(root, "bob"); err == nil {
+	if _, _, err := resolveChown(context.Background(), root, "bob"); err == nil {
 		t.Error("resolveChown read a FIFO")
 	}
 }
@@ -88,7 +89,7 @@ func TestResolveChown(t *testing.T) {
 		{"ghost:nogroup", 0, 0},
 	}
 	for _, c := range cases {
-		uid, gid, err := resolveChown(root, c.spec)
+		uid, gid, err := resolveChown(context.Background(), root, c.spec)
 		if err != nil || uid != c.uid || gid != c.gid {
 			t.Errorf("resolveChown(%q) = %d:%d %v, want %d:%d", c.spec, uid, gid, err, c.uid, c.gid)
 		}
