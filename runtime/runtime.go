@@ -24,6 +24,10 @@
 // whatever nodes the rootfs holds (snapshots mount it nodev as well).
 // A real-root process removes the cgroups a killed one left (New).
 //
+// Spec.Mounts (RUN --mount) are made after the standard mounts: binds,
+// idmapped as real root, tmpfs, and secrets on a tmpfs of the step's own;
+// see mount.go and mounts.go.
+//
 // A binary importing this package doubles as libcontainer's "init": see
 // the package init function.
 package runtime
