@@ -24,6 +24,10 @@
 // whatever nodes the rootfs holds (snapshots mount it nodev as well).
 // A real-root process removes the cgroups a killed one left (New).
 //
+// Spec.Mounts (RUN --mount) are made after the standard mounts: binds,
+// idmapped as real root, tmpfs, and secrets on a tmpfs of the step's own;
+// see mount.go and mounts.go.
+//
 // A binary importing this package doubles as libcontainer's "init": see
 // the package init function.
 package runtime
@@ -69,6 +73,13 @@ func init() {
 	if len(os.Args) > 0 && os.Args[0] == watcherArg0 {
 		os.Exit(runWatcher())
 	}
+	// libcontainer's mount-source goroutine setns(2)s its locked thread
+	// into a step's mount namespace and ends without unlocking it. Go
+	// ends such a thread, but parks the main one forever instead: in the
+	// step's namespace, which then stays alive with every mount in it (a
+	// secret's tmpfs, the step's rootfs) until the process exits. Locked
+	// to the main goroutine from init on, the main thread runs no other.
+	goruntime.LockOSThread()
 }
 
 // User is the identity the step's process runs as, in the ids of the
@@ -119,6 +130,7 @@ type Runtime struct {
 	files      string // generated /etc/hosts, /etc/hostname per step
 	uids, gids []configs.IDMap
 	realRoot   bool
+	shift      *userns.Shift    // real root: how steps' ids are shifted; nil when they are not
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
 
 	mu      sync.Mutex
@@ -165,6 +177,10 @@ func New(opts Options) (*Runtime, error) {
 		}
 	}
 	if r.realRoot {
+		if r.shift, err = userns.StepShift(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
 		removeStaleCgroups()
 	}
 	return r, nil
@@ -321,17 +337,20 @@ func randomHostname() string {
 
 // step is the state of one Run that teardown must undo.
 type step struct {
-	r         *Runtime
-	spec      Spec
-	rootfs    string
-	files     string   // generated files dir
-	stubs     []string // paths in rootfs that did not exist before the step (mountpoints libcontainer may create)
-	container *libcontainer.Container
-	process   *libcontainer.Process // non-nil while not yet waited for
+	r          *Runtime
+	spec       Spec
+	rootfs     string
+	files      string   // generated files dir
+	stubs      []string // paths in rootfs that did not exist before the step (mountpoints libcontainer may create)
+	hostMounts []string // mounted for the step on the builder's side (mounts.go), innermost last
+	secrets    bool     // the secrets tmpfs is mounted
+	container  *libcontainer.Container
+	process    *libcontainer.Process // non-nil while not yet waited for
 }
 
-// teardown kills what is left, destroys the container, removes the state
-// and generated files and the mountpoint stubs libcontainer created.
+// teardown kills what is left, destroys the container, unmounts what
+// userMounts mounted, removes the state and generated files and the
+// mountpoint stubs libcontainer created.
 func (s *step) teardown() error {
 	var errs []error
 	if s.process != nil {
@@ -348,33 +367,17 @@ func (s *step) teardown() error {
 	if err := os.RemoveAll(filepath.Join(s.r.containers, s.spec.ID)); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.unmountHost(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(s.files); err != nil {
 		errs = append(errs, err)
 	}
 	if s.r.realRoot {
 		s.r.stepDone()
 	}
-	// Deepest first, so a created parent dir is empty when its turn comes.
-	for i := len(s.stubs) - 1; i >= 0; i-- {
-		removeStub(s.stubs[i])
-	}
+	s.removeStubs()
 	return errors.Join(errs...)
-}
-
-// removeStub removes p if it is an empty directory or empty regular file:
-// the mountpoint libcontainer created for a mount whose target did not
-// exist. Anything else was written by the step and stays.
-func removeStub(p string) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return
-	}
-	if fi.Mode().IsRegular() && fi.Size() != 0 {
-		return
-	}
-	if fi.IsDir() || fi.Mode().IsRegular() {
-		_ = os.Remove(p) // fails on a non-empty dir, as wanted
-	}
 }
 
 // Docker's default capability set.
@@ -461,6 +464,12 @@ func (s *step) config() (*configs.Config, error) {
 		})
 	}
 
+	extra, err := s.userMounts()
+	if err != nil {
+		return nil, err
+	}
+	mounts = append(mounts, extra...)
+
 	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
 	if s.r.realRoot {
 		cg.Path = "/" + cgroupParent + "/" + s.spec.ID
@@ -497,27 +506,6 @@ func (s *step) config() (*configs.Config, error) {
 		RootlessEUID:      false, // uid 0 in the outer namespace writes the nested map itself
 		RootlessCgroups:   !s.r.realRoot,
 	}, nil
-}
-
-// recordMissing remembers the first missing component of dest in the
-// rootfs, which libcontainer will create as a mountpoint.
-func (s *step) recordMissing(dest string) {
-	p := filepath.Join(s.rootfs, dest)
-	if _, err := os.Lstat(p); err == nil {
-		return
-	}
-	// Walk up to the first missing ancestor below rootfs.
-	for {
-		parent := filepath.Dir(p)
-		if parent == s.rootfs || len(parent) < len(s.rootfs) {
-			break
-		}
-		if _, err := os.Lstat(parent); err == nil {
-			break
-		}
-		p = parent
-	}
-	s.stubs = append(s.stubs, p)
 }
 
 func (s *step) existsRegular(dest string) bool {

@@ -37,7 +37,9 @@
 // image ids on disk: what the step's root writes is stored as uid 0, and
 // overlay's whiteouts and trusted.overlay.opaque xattrs are unchanged.
 // Prepare's snapshots are not idmapped: this process (an import, WORKDIR)
-// writes in them with its own ids. Rootless, both are the same.
+// writes in them with its own ids. Rootless, both are the same. ViewStep
+// is the read-only View on the same idmapped layers, for a step to bind
+// (RUN --mount from=): an overlay cannot be idmapped once mounted.
 //
 // As real root nothing of a store is open to other users: stepexec's
 // directories, owner and snapshot directories are 0700 (an upper dir holds

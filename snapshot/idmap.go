@@ -86,7 +86,9 @@ func (v *stepView) setLayers(fsfd int, m overlayMount) error {
 		// A parentless snapshot's empty lower dir lives in its own dir.
 		layers = append(layers, layer{"lowerdir+", v.snaps, m.emptyRel})
 	}
-	layers = append(layers, layer{"upperdir", v.snaps, m.upperRel}, layer{"workdir", v.snaps, m.workRel})
+	if !m.readOnly {
+		layers = append(layers, layer{"upperdir", v.snaps, m.upperRel}, layer{"workdir", v.snaps, m.workRel})
+	}
 	for _, l := range layers {
 		fd, err := unix.Openat(int(l.root.Fd()), l.rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -28,7 +28,7 @@ type overlayMount struct {
 	// the step root's filesystem ids. lowers/upper/work are then unused.
 	view              *stepView
 	lowerRels         []string
-	emptyRel          string // parentless: an empty dir in the snapshots clone
+	emptyRel          string // parentless (or a one-layer view): an empty dir in the snapshots clone
 	upperRel, workRel string
 }
 

@@ -61,8 +61,10 @@ type Snapshotter interface {
 	// layer parent ("" = an empty tree).
 	Prepare(ctx context.Context, key, parent string, opts ...PrepareOpt) (*Snapshot, error)
 	// View makes a read-only view named key of the tree of the layer
-	// parent ("" = an empty directory).
-	View(ctx context.Context, key, parent string) (*Snapshot, error)
+	// parent ("" = an empty directory). ForStep: a RUN step sees it
+	// through a bind mount (as real root the overlay Store idmaps its
+	// layers and sets Snapshot.IDMapped).
+	View(ctx context.Context, key, parent string, opts ...PrepareOpt) (*Snapshot, error)
 	// Commit stores the changes of the snapshot key as a layer on its
 	// parent and removes the snapshot, whether it succeeds or not. A
 	// snapshot without changes gives Committed.Empty and no layer.

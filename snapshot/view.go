@@ -11,10 +11,27 @@ import (
 
 // View mounts a read-only view of the layer parent and its ancestors, named
 // key like a snapshot (Remove drops it; it cannot be committed). COPY
-// --from and RUN --mount from= read a stage's or image's files through it.
-// An empty parent gives an empty directory. The view shows the ids files
-// are stored with (it is not idmapped): this process reads it.
-func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error) {
+// --from reads a stage's or image's files through it. An empty parent
+// gives an empty directory. The view shows the ids files are stored with
+// (it is not idmapped): this process reads it.
+//
+// With ForStep it is for a RUN step to see (RUN --mount=type=bind,from=):
+// as real root its layers are idmapped as a step's snapshot's are, and
+// Snapshot.IDMapped is set, so that a bind mount of it (which cannot idmap
+// an overlay) shows the step the stored owners. An empty parent gives an
+// empty directory that is not idmapped. Rootless it is the plain view.
+func (s *Store) View(ctx context.Context, key, parent string, opts ...PrepareOpt) (*Snapshot, error) {
+	return s.mountView(ctx, key, parent, PrepareOptionsOf(opts).ForStep)
+}
+
+func (s *Store) mountView(ctx context.Context, key, parent string, forStep bool) (*Snapshot, error) {
+	var view *stepView
+	if forStep && parent != "" {
+		var err error
+		if view, err = s.stepView(); err != nil {
+			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -54,6 +71,12 @@ func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error)
 			}
 		}
 		m := overlayMount{lowers: lowers, legacyShortcuts: shortcuts, target: st.target, userxattr: inUserNamespace(), readOnly: true}
+		if view != nil {
+			if err := s.viewLayers(&m, view, key); err != nil {
+				return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
+			}
+			st.snap.IDMapped = true
+		}
 		if err := mountOverlay(m); err != nil {
 			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 		}
@@ -63,6 +86,28 @@ func (s *Store) View(ctx context.Context, key, parent string) (*Snapshot, error)
 	ok = true
 	snap := st.snap
 	return &snap, nil
+}
+
+// viewLayers points a read-only view's overlay at the step view's
+// idmapped clones; the empty lower dir a one-layer view needs becomes one
+// in the view's own dir.
+func (s *Store) viewLayers(m *overlayMount, view *stepView, key string) error {
+	m.view = view
+	for _, l := range m.lowers {
+		if l == s.empty {
+			m.emptyRel = filepath.Join(key, "empty")
+			if err := os.Mkdir(filepath.Join(s.ownerDir, m.emptyRel), 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		rel, err := view.rel(s, l)
+		if err != nil {
+			return err
+		}
+		m.lowerRels = append(m.lowerRels, rel)
+	}
+	return nil
 }
 
 // reserve claims key in the Store's table for op (Prepare, View).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/runtime"
+	"github.com/stepexec/stepexec/snapshot"
 )
 
 // runMounts expands and checks a RUN's --mount flags against what the
@@ -168,11 +169,11 @@ func (r *stepRun) prepareMount(ctx context.Context, set *mountSet, i int, m dock
 		set.cleanup = append(set.cleanup, release)
 		add(runtime.Bind{Path: dir})
 	case "bind":
-		src, err := r.bindSource(ctx, set, i, m)
+		src, idmapped, err := r.bindSource(ctx, set, i, m)
 		if err != nil {
 			return err
 		}
-		add(runtime.Bind{Path: src, DiscardWrites: !m.ReadOnly})
+		add(runtime.Bind{Path: src, DiscardWrites: !m.ReadOnly, IDMapped: idmapped})
 	default:
 		return fmt.Errorf("--mount=type=%s is not supported", m.Type)
 	}
@@ -180,29 +181,30 @@ func (r *stepRun) prepareMount(ctx context.Context, set *mountSet, i int, m dock
 }
 
 // bindSource is the host path a bind mount shows: in the context, or in a
-// read-only view of a stage's or image's layers.
-func (r *stepRun) bindSource(ctx context.Context, set *mountSet, i int, m dockerfile.Mount) (string, error) {
+// read-only view of a stage's or image's layers made for the step (which,
+// as real root, already shows the step's ids: idmapped).
+func (r *stepRun) bindSource(ctx context.Context, set *mountSet, i int, m dockerfile.Mount) (p string, idmapped bool, err error) {
 	if m.From == "" {
-		return contextPath(r.b.req.Context, m.Source)
+		p, err := contextPath(r.b.req.Context, m.Source)
+		return p, false, err
 	}
 	top, err := r.fromTop(ctx, m.From, m.FromStage)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	key := r.key("m" + strconv.Itoa(i))
-	view, err := r.b.deps.Snaps.View(ctx, key, top)
+	view, err := r.b.deps.Snaps.View(ctx, key, top, snapshot.ForStep())
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	set.cleanup = append(set.cleanup, func() error { return r.b.deps.Snaps.Remove(context.Background(), key) })
-	p, err := securejoin.SecureJoin(view.Dir, m.Source)
-	if err != nil {
-		return "", err
+	if p, err = securejoin.SecureJoin(view.Dir, m.Source); err != nil {
+		return "", false, err
 	}
 	if _, err := os.Lstat(p); err != nil {
-		return "", fmt.Errorf("--mount from=%s: %s: %w", m.From, path.Join("/", m.Source), err)
+		return "", false, fmt.Errorf("--mount from=%s: %s: %w", m.From, path.Join("/", m.Source), err)
 	}
-	return p, nil
+	return p, view.IDMapped, nil
 }
 
 // fromTop is the top layer of the stage or image a --from names.

@@ -103,6 +103,14 @@ func (s *Shift) Clone(path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path+" (idmapped)"), nil
 }
 
+// UserNSPath names, for this process, a user namespace with the steps'
+// maps: the idmap of a bind mount libcontainer makes for a step
+// (configs.MountIDMapping.UserNSPath), so that it shows the stored ids as
+// Clone does, without a namespace made per step.
+func (s *Shift) UserNSPath() string {
+	return "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(s.nsfd)
+}
+
 // AsStepRoot runs f on an OS thread whose filesystem uid and gid are the
 // host ids of a step's root, with its capabilities kept. An overlay whose
 // layers are idmapped clones must be created (fsconfig CREATE) there:

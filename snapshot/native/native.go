@@ -73,7 +73,7 @@ func (s *Store) Prepare(ctx context.Context, key, parent string, _ ...snapshot.P
 
 // View copies the tree of the layer parent ("" = an empty directory)
 // into a new view named key: a private copy, which Commit refuses.
-func (s *Store) View(ctx context.Context, key, parent string) (*snapshot.Snapshot, error) {
+func (s *Store) View(ctx context.Context, key, parent string, _ ...snapshot.PrepareOpt) (*snapshot.Snapshot, error) {
 	return s.open(ctx, "View", key, parent, true)
 }
 
