@@ -165,7 +165,7 @@ func u32(p *uint64) *uint32 {
 // parseMounts parses a RUN node again and expands its mounts: BuildKit's
 // mount parser is reachable only through RunCommand.Expand.
 func parseMounts(n *parser.Node, expand func(string) (string, error)) ([]*instructions.Mount, error) {
-	v, err := instructions.ParseInstruction(n)
+	v, err := parseInstruction(n)
 	if err != nil {
 		return nil, unwrapLocation(err)
 	}

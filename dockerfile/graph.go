@@ -146,7 +146,7 @@ func (g *Graph) split(ast *parser.Node, errs *errList) ([]parsedNode, [][]parsed
 	var stages [][]parsedNode
 	for _, n := range ast.Children {
 		pn := parsedNode{node: n, loc: nodeLocation(g.File, n)}
-		v, err := instructions.ParseInstruction(n)
+		v, err := parseInstruction(n)
 		if err != nil {
 			var unknown *instructions.UnknownInstructionError
 			if errors.As(err, &unknown) {
@@ -269,7 +269,7 @@ func (g *Graph) Triggers(s *Stage, triggers []string) ([]Step, error) {
 		n := res.AST.Children[0]
 		n.StartLine, n.EndLine = s.Location.Line, s.Location.EndLine
 		pn := parsedNode{node: n, loc: s.Location}
-		if pn.v, err = instructions.ParseInstruction(n); err != nil {
+		if pn.v, err = parseInstruction(n); err != nil {
 			errs.add(s.Location, fmt.Errorf("ONBUILD trigger %q of the base image: %w", t, unwrapLocation(err)))
 			continue
 		}
