@@ -244,6 +244,7 @@ func TestBadDockerfilesFailBeforeAnyStep(t *testing.T) {
 		args                   []string
 	}{
 		{name: "missing-source", dockerfile: "FROM alpine\nRUN echo one\nCOPY nosuchfile /x\n", want: "Dockerfile:3: COPY nosuchfile /x: "},
+		{name: "outside-context", dockerfile: "FROM alpine\nRUN echo one\nCOPY ../secret /x\n", want: "Dockerfile:3: COPY ../secret /x: source ../secret is outside the build context"},
 		{name: "bad-from", dockerfile: "FROM alpine AS a\nRUN echo one\nCOPY --from=b /x /x\nFROM alpine AS b\n", want: `Dockerfile:3: COPY --from=b: stage "b" is defined after this one`},
 		{name: "self-from", dockerfile: "FROM alpine AS a\nRUN echo one\nCOPY --from=a /x /x\n", want: "Dockerfile:3: COPY --from=a: a stage cannot use itself"},
 		{name: "unknown-target", dockerfile: "FROM alpine AS a\nRUN echo one\n", want: `target stage "nope" not found`, args: []string{"--target", "nope"}},

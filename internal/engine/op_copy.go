@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ func checkCopy(ctx context.Context, req Request, c *dockerfile.Copy, step docker
 	var local []string
 	for _, s := range c.Sources {
 		if !dockerfile.IsURL(s) {
+			if err := insideContext(s); err != nil {
+				return err
+			}
 			local = append(local, s)
 		}
 	}
@@ -42,6 +46,16 @@ func checkCopy(ctx context.Context, req Request, c *dockerfile.Copy, step docker
 	}
 	if err := copier.Check(copier.Source{Root: req.Context.Dir(), Ignore: req.Context.Ignore()}, local); err != nil {
 		return fmt.Errorf("%w in the build context", err)
+	}
+	return nil
+}
+
+// insideContext refuses a context source that climbs above the context's
+// root ("../x"): BuildKit would quietly read "x" at the root instead, the
+// classic builder refused it; a clear error is what a user expects.
+func insideContext(src string) error {
+	if clean := path.Clean(src); clean == ".." || strings.HasPrefix(clean, "../") {
+		return fmt.Errorf("source %s is outside the build context (sources are paths inside it; a leading / is its root)", src)
 	}
 	return nil
 }
