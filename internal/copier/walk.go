@@ -378,10 +378,16 @@ func (w *walker) mode(st *unix.Stat_t) uint32 {
 	if w.opts.Chmod == nil || st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return m
 	}
-	fm := os.FileMode(m & 0o777)
+	fm := modeOf(m)
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		fm |= os.ModeDir
 	}
+	return unixMode(w.opts.Chmod.Apply(fm))
+}
+
+// modeOf converts st_mode permission and special bits to an os.FileMode.
+func modeOf(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
 	if m&unix.S_ISUID != 0 {
 		fm |= os.ModeSetuid
 	}
@@ -391,7 +397,7 @@ func (w *walker) mode(st *unix.Stat_t) uint32 {
 	if m&unix.S_ISVTX != 0 {
 		fm |= os.ModeSticky
 	}
-	return unixMode(w.opts.Chmod.Apply(fm))
+	return fm
 }
 
 // unixMode turns an os.FileMode's permission and special bits into st_mode bits.
