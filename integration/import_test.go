@@ -2,8 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"compress/gzip"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,17 +15,9 @@ import (
 // the gzip tarball gives.
 func TestImportCompressedTarballs(t *testing.T) {
 	testenv.Need(t, fileExists(tarball), "Alpine tarball %s (set STEPEXEC_ALPINE_TARBALL)", tarball)
-	tgz, err := os.ReadFile(tarball)
+	plain, err := exec.Command("gzip", "-dc", tarball).Output()
 	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(tgz))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("gzip -d: %v", err)
 	}
 	formats := map[string][]byte{"tar": plain} // by file name extension
 	for ext, tool := range map[string]string{"bz2": "bzip2", "xz": "xz", "zst": "zstd"} {
