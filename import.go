@@ -39,8 +39,8 @@ type ImportResult struct {
 	Stats rootfs.Stats
 }
 
-// Import stores a root filesystem tarball (plain or gzip) as a one-layer
-// base image. The layer's ID is its diffID, so importing the same tarball
+// Import stores a root filesystem tarball (plain, or compressed with gzip,
+// bzip2, xz or zstd) as a one-layer base image. The layer's ID is its diffID, so importing the same tarball
 // again yields the same layer.
 func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ImportResult, error) {
 	key := "import-" + randomID()

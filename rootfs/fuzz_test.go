@@ -193,17 +193,7 @@ func FuzzUnpack(f *testing.F) {
 		if err != nil && !knownUnpackError(err.Error()) {
 			t.Errorf("error names neither an entry nor the archive: %v", err)
 		}
-		after := snapshot(t, top, dir)
-		for p, d := range before {
-			if after[p] != d {
-				t.Errorf("outside the root changed: %s: %q -> %q", p, d, after[p])
-			}
-		}
-		for p, d := range after {
-			if _, ok := before[p]; !ok {
-				t.Errorf("created outside the root: %s (%s)", p, d)
-			}
-		}
+		outsideUnchanged(t, before, snapshot(t, top, dir))
 		if _, err := os.Lstat(filepath.Join("/tmp", escapeName)); err == nil {
 			os.RemoveAll(filepath.Join("/tmp", escapeName))
 			t.Errorf("an entry escaped to /tmp/%s", escapeName)
@@ -212,7 +202,7 @@ func FuzzUnpack(f *testing.F) {
 }
 
 func knownUnpackError(msg string) bool {
-	for _, prefix := range []string{`entry "`, "read tar: ", "read archive: ", "read gzip archive: ", "zstd-", "xz-", "bzip2-"} {
+	for _, prefix := range []string{`entry "`, "read tar: ", "read archive: ", "read gzip archive: ", "read bzip2 archive: ", "read xz archive: ", "read zstd archive: "} {
 		if strings.HasPrefix(msg, prefix) {
 			return true
 		}

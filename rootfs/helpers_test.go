@@ -133,6 +133,22 @@ func snapshot(t *testing.T, base, skip string) map[string]string {
 	return out
 }
 
+// outsideUnchanged fails the test if two snapshots of what lies outside
+// the root differ: an entry changed, went or came.
+func outsideUnchanged(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p, d := range before {
+		if after[p] != d {
+			t.Errorf("outside the root changed: %s: %q -> %q", p, d, after[p])
+		}
+	}
+	for p, d := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("created outside the root: %s (%s)", p, d)
+		}
+	}
+}
+
 func readFile(t *testing.T, p string) string {
 	t.Helper()
 	data, err := os.ReadFile(p)

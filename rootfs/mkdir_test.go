@@ -74,15 +74,7 @@ func TestMkdirAll(t *testing.T) {
 					t.Errorf("%s: mode %o owner %d:%d, want dir 0755 1000:1001", rel, s.Mode, s.Uid, s.Gid)
 				}
 			}
-			after := snapshot(t, base, root)
-			if len(after) != len(before) {
-				t.Errorf("outside the root changed: %v -> %v", before, after)
-			}
-			for p, d := range before {
-				if after[p] != d {
-					t.Errorf("outside the root changed: %s: %q -> %q", p, d, after[p])
-				}
-			}
+			outsideUnchanged(t, before, snapshot(t, base, root))
 		})
 	}
 }

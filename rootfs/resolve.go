@@ -152,36 +152,6 @@ func (r *root) mkdirAll(rel string, created func(parent int, name string) error)
 	return cur, nil
 }
 
-// removeAllAt removes name (not following it if it is a symlink) and, if it is
-// a directory, everything below it. A missing name is not an error.
-func removeAllAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR {
-		return err
-	}
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	names, err := f.Readdirnames(-1)
-	if err == nil {
-		for _, n := range names {
-			if err = removeAllAt(fd, n); err != nil {
-				break
-			}
-		}
-	}
-	f.Close()
-	if err != nil {
-		return err
-	}
-	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
-}
-
 // OpenFile opens the regular file at p (an absolute or relative path inside
 // the root filesystem dir, symlinks followed in root) for reading. A FIFO,
 // device or directory there is refused without being opened: the path is

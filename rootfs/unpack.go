@@ -1,5 +1,6 @@
-// Package rootfs unpacks base root filesystems (tar or tar.gz) safely into a
-// directory, and reads facts about them (os-release).
+// Package rootfs unpacks base root filesystems (tar archives, plain or
+// compressed) safely into a directory, and reads facts about them
+// (os-release).
 //
 // "Inside the root" means: every path is resolved as if the process were
 // chrooted into the target directory. Symlinks planted by the archive, with
@@ -9,7 +10,6 @@ package rootfs
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,8 +19,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/pgzip"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/compression"
+	"github.com/stepexec/stepexec/internal/fsat"
 )
 
 // Stats counts what Unpack did.
@@ -32,8 +34,9 @@ type Stats struct {
 	SquashedOwners int   // entries made 0:0 because their owner is not mapped (SquashOwners)
 }
 
-// Unpack extracts a tar stream, plain or gzip-compressed (detected by its
-// magic bytes), into dir, which must exist.
+// Unpack extracts a tar stream, plain or compressed with gzip, bzip2, xz or
+// zstd (detected by its magic bytes, as docker detects them), into dir,
+// which must exist.
 //
 // Hostile archives cannot create or modify anything outside dir. Per case:
 //   - absolute names ("/etc/passwd") are confined: written at dir/etc/passwd;
@@ -107,28 +110,21 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts ...UnpackOption) 
 	return st, nil
 }
 
-// tarReader detects gzip by its magic bytes and returns a tar reader.
+// tarReader detects the archive's compression by its magic bytes and
+// returns a tar reader of what it holds, and a func that stops the
+// decompressor.
 func tarReader(r io.Reader) (*tar.Reader, func(), error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	magic, err := br.Peek(6)
+	head, err := br.Peek(compression.HeadSize)
 	if err != nil && err != io.EOF {
 		return nil, nil, fmt.Errorf("read archive: %w", err)
 	}
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := pgzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read gzip archive: %w", err)
-		}
-		return tar.NewReader(zr), func() { zr.Close() }, nil
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return nil, nil, errors.New("zstd-compressed archives are not supported (use tar or tar.gz)")
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return nil, nil, errors.New("xz-compressed archives are not supported (use tar or tar.gz)")
-	case bytes.HasPrefix(magic, []byte("BZh")):
-		return nil, nil, errors.New("bzip2-compressed archives are not supported (use tar or tar.gz)")
+	kind := compression.Detect(head)
+	zr, err := compression.NewReader(br, kind)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %v archive: %w", kind, err)
 	}
-	return tar.NewReader(br), func() {}, nil
+	return tar.NewReader(zr), func() { zr.Close() }, nil
 }
 
 type unpacker struct {
@@ -241,7 +237,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if err := unix.Fstatat(pfd, base, &cur, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		keep := hdr.Typeflag == tar.TypeDir && cur.Mode&unix.S_IFMT == unix.S_IFDIR
 		if !keep {
-			if err := removeAllAt(pfd, base); err != nil {
+			if err := fsat.RemoveAll(pfd, base); err != nil {
 				return fmt.Errorf("replace existing: %w", err)
 			}
 		}
@@ -344,26 +340,12 @@ func (u *unpacker) meta(hdr *tar.Header, t target, symlink bool) error {
 	if hdr.Typeflag == tar.TypeDir {
 		return nil
 	}
-	return setTimes(t.dirfd, t.name, hdr.AccessTime, hdr.ModTime)
-}
-
-func setTimes(dirfd int, name string, atime, mtime time.Time) error {
-	if mtime.IsZero() {
-		return nil // no time recorded: leave the current one
-	}
-	if atime.IsZero() {
-		atime = mtime
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("utimensat: %w", err)
-	}
-	return nil
+	return fsat.SetTimes(t.dirfd, t.name, hdr.AccessTime, hdr.ModTime)
 }
 
 func (u *unpacker) dirTimes(d dirTime) error {
 	if d.rel == "." {
-		return setTimes(unix.AT_FDCWD, u.root.path, d.atime, d.mtime)
+		return fsat.SetTimes(unix.AT_FDCWD, u.root.path, d.atime, d.mtime)
 	}
 	// A later entry may have replaced the directory or one of its parents;
 	// that entry set its own times.
@@ -383,5 +365,5 @@ func (u *unpacker) dirTimes(d dirTime) error {
 	if err != nil {
 		return err
 	}
-	return setTimes(pfd, path.Base(d.rel), d.atime, d.mtime)
+	return fsat.SetTimes(pfd, path.Base(d.rel), d.atime, d.mtime)
 }

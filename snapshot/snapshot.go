@@ -69,36 +69,15 @@ func validKey(key string) error {
 // not be in use in this Store. Its files are seen with the ids they are
 // stored with, for this process to write (an import, WORKDIR's mkdir); a
 // RUN step's snapshot needs ForStep.
-func (s *Store) Prepare(ctx context.Context, key, parent string, opts ...PrepareOpt) (*Snapshot, error) {
-	var view *stepView
-	if PrepareOptionsOf(opts).ForStep {
-		var err error
-		if view, err = s.stepView(); err != nil {
-			return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
+func (s *Store) Prepare(ctx context.Context, key, parent string, opts ...PrepareOpt) (_ *Snapshot, err error) {
+	st, view, err := s.begin(ctx, "Prepare", key, PrepareOptionsOf(opts).ForStep, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := validKey(key); err != nil {
-		return nil, err
-	}
-	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key)}
-	if err := s.reserve("Prepare", key, st); err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = st.destroy()
-			s.release(key)
-		}
-	}()
-
+	defer s.abandonOnError(st, &err)
 	if err := s.mountSnapshot(st, parent, view); err != nil {
 		return nil, fmt.Errorf("snapshot: Prepare %q: %w", key, err)
 	}
-	ok = true
 	snap := st.snap
 	return &snap, nil
 }

@@ -24,31 +24,12 @@ func (s *Store) View(ctx context.Context, key, parent string, opts ...PrepareOpt
 	return s.mountView(ctx, key, parent, PrepareOptionsOf(opts).ForStep)
 }
 
-func (s *Store) mountView(ctx context.Context, key, parent string, forStep bool) (*Snapshot, error) {
-	var view *stepView
-	if forStep && parent != "" {
-		var err error
-		if view, err = s.stepView(); err != nil {
-			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
+func (s *Store) mountView(ctx context.Context, key, parent string, forStep bool) (_ *Snapshot, err error) {
+	st, view, err := s.begin(ctx, "View", key, forStep && parent != "", true)
+	if err != nil {
 		return nil, err
 	}
-	if err := validKey(key); err != nil {
-		return nil, err
-	}
-	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key), view: true}
-	if err := s.reserve("View", key, st); err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = st.destroy()
-			s.release(key)
-		}
-	}()
+	defer s.abandonOnError(st, &err)
 	if err := os.Mkdir(st.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 	}
@@ -83,7 +64,6 @@ func (s *Store) mountView(ctx context.Context, key, parent string, forStep bool)
 		st.mounted = true
 	}
 	st.snap.Dir = st.target
-	ok = true
 	snap := st.snap
 	return &snap, nil
 }
@@ -108,6 +88,39 @@ func (s *Store) viewLayers(m *overlayMount, view *stepView, key string) error {
 		m.lowerRels = append(m.lowerRels, rel)
 	}
 	return nil
+}
+
+// begin starts op (Prepare, View) of key: with forStep it gets the
+// Store's step view first, then checks the key and claims it for a new
+// snapshot's state.
+func (s *Store) begin(ctx context.Context, op, key string, forStep, isView bool) (*snapState, *stepView, error) {
+	var sv *stepView
+	if forStep {
+		var err error
+		if sv, err = s.stepView(); err != nil {
+			return nil, nil, fmt.Errorf("snapshot: %s %q: %w", op, key, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := validKey(key); err != nil {
+		return nil, nil, err
+	}
+	st := &snapState{snap: Snapshot{Key: key}, dir: filepath.Join(s.ownerDir, key), view: isView}
+	if err := s.reserve(op, key, st); err != nil {
+		return nil, nil, err
+	}
+	return st, sv, nil
+}
+
+// abandonOnError, deferred with the named error of a Prepare or View that
+// began st, undoes what it made when it fails.
+func (s *Store) abandonOnError(st *snapState, err *error) {
+	if *err != nil {
+		_ = st.destroy()
+		s.release(st.snap.Key)
+	}
 }
 
 // reserve claims key in the Store's table for op (Prepare, View).

@@ -137,7 +137,7 @@ func progressMode(s string) (string, error) {
 func importCommand(ctx context.Context, g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "import TARBALL [NAME...]",
-		Short: "Import a root filesystem tarball (plain or gzip; - for stdin) as a base image",
+		Short: "Import a root filesystem tarball (plain, gzip, bzip2, xz or zstd; - for stdin) as a base image",
 		Long: "Import a root filesystem tarball as a one-layer base image.\n\n" +
 			"Without NAMEs, the image is named after the tarball's /etc/os-release:\n" +
 			"Alpine 3.20.3 becomes alpine:3.20.3, alpine:3.20 and alpine:latest, so\n" +

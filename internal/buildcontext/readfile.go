@@ -9,15 +9,14 @@ import (
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/safefile"
 )
 
 // MaxFileSize bounds the Dockerfile and the ignore file, as BuildKit's
 // frontend does (frontend/dockerui/readfile.go: its 16 MiB gRPC message
 // limit).
 const MaxFileSize = 16 << 20
-
-// errNotRegular marks a file that exists but is not a regular file.
-var errNotRegular = errors.New("not a regular file")
 
 // openHost returns an O_PATH handle on a path the user named (-f): nothing
 // is read and no open side effect (a FIFO's wait for a writer, a device's)
@@ -40,8 +39,8 @@ func readRegular(h *os.File, name string) ([]byte, error) {
 	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s is %s, %w", name, typeName(st.Mode), errNotRegular)
+	if err := safefile.CheckRegular(st.Mode, name); err != nil {
+		return nil, err
 	}
 	if st.Size > MaxFileSize {
 		return nil, fmt.Errorf("%s is larger than the maximum of %d bytes", name, MaxFileSize)
@@ -79,22 +78,4 @@ func readFile(open opener, path, name string) ([]byte, error) {
 	}
 	defer h.Close()
 	return readRegular(h, name)
-}
-
-func typeName(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFDIR:
-		return "a directory"
-	case unix.S_IFIFO:
-		return "a named pipe (FIFO)"
-	case unix.S_IFSOCK:
-		return "a socket"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFBLK:
-		return "a block device"
-	case unix.S_IFLNK:
-		return "a symbolic link"
-	}
-	return "a special file"
 }

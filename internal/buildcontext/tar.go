@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/compression"
 )
 
 // OpenTar opens the context of `build -`: what r (stdin) holds, as the
@@ -77,12 +79,13 @@ func OpenTar(ctx context.Context, r io.Reader, tmp string, opts Options) (*Conte
 		done = true
 		return c, nil
 	}
-	tr, closeFn, err := decompress(br, head)
+	kind := compression.Detect(head)
+	zr, err := compression.NewReader(br, kind)
 	if err != nil {
-		return nil, fmt.Errorf("build context from stdin: %w", err)
+		return nil, fmt.Errorf("build context from stdin: %v: %w", kind, err)
 	}
-	defer closeFn()
-	if err := unpack(ctx, tr, c.Dir); err != nil {
+	defer zr.Close()
+	if err := unpack(ctx, zr, c.Dir); err != nil {
 		return nil, fmt.Errorf("build context from stdin: %w", err)
 	}
 	if err := c.readArchiveDockerfile(opts.DockerfilePath); err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/fsat"
 )
 
 // unpack extracts a tar stream into dir, which is empty, following the
@@ -148,5 +150,5 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		return nil // the inode's metadata is the target's
 	}
-	return setTimes(pfd, base, hdr.AccessTime, hdr.ModTime)
+	return fsat.SetTimes(pfd, base, hdr.AccessTime, hdr.ModTime)
 }

@@ -3,7 +3,6 @@ package buildcontext
 import (
 	"archive/tar"
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +10,12 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/ctxio"
+	"github.com/stepexec/stepexec/internal/fsat"
 )
 
 // openDir resolves rel inside the root and returns an O_PATH handle on the
@@ -102,7 +103,7 @@ func (u *unpacker) clear(pfd int, base string, dir bool) error {
 	if dir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return nil
 	}
-	if err := removeAllAt(pfd, base); err != nil {
+	if err := fsat.RemoveAll(pfd, base); err != nil {
 		return fmt.Errorf("replace existing: %w", err)
 	}
 	return nil
@@ -114,10 +115,10 @@ func (u *unpacker) writeFile(pfd int, base string, hdr *tar.Header, r io.Reader)
 		return fmt.Errorf("create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), base)
-	_, err = io.Copy(f, ctxReader{u.ctx, r})
+	_, err = io.Copy(f, ctxio.Reader(u.ctx, r))
 	if err == nil {
 		// fchmod, not the umask-filtered create mode: the mode is the archive's.
-		err = f.Chmod(fileMode(hdr.Mode))
+		err = f.Chmod(hdr.FileInfo().Mode()) // permissions and setuid/setgid/sticky
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -128,22 +129,6 @@ func (u *unpacker) writeFile(pfd int, base string, hdr *tar.Header, r io.Reader)
 	return nil
 }
 
-// fileMode converts a tar mode (permissions and setuid/setgid/sticky) to
-// an os.FileMode.
-func fileMode(m int64) os.FileMode {
-	mode := os.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= os.ModeSticky
-	}
-	return mode
-}
-
 // escapes reports whether a symlink at rel with a relative target climbs
 // out of the root (an absolute target names a path inside it).
 func escapes(rel, target string) bool {
@@ -152,20 +137,6 @@ func escapes(rel, target string) bool {
 	}
 	p := path.Join(path.Dir(rel), target)
 	return p == ".." || strings.HasPrefix(p, "../")
-}
-
-func setTimes(dirfd int, name string, atime, mtime time.Time) error {
-	if mtime.IsZero() {
-		return nil
-	}
-	if atime.IsZero() {
-		atime = mtime
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("set times: %w", err)
-	}
-	return nil
 }
 
 // finishDirs gives directory entries their modes and times, deepest first
@@ -199,47 +170,5 @@ func (u *unpacker) finishDir(d dirMeta) error {
 	if err := unix.Fchmodat(pfd, base, d.mode, 0); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	return setTimes(pfd, base, d.atime, d.mtime)
-}
-
-// removeAllAt removes name (not following a symlink) and, for a directory,
-// everything below it.
-func removeAllAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR {
-		return err
-	}
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	names, err := f.Readdirnames(-1)
-	for _, n := range names {
-		if err != nil {
-			break
-		}
-		err = removeAllAt(fd, n)
-	}
-	f.Close()
-	if err != nil {
-		return err
-	}
-	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
-}
-
-// ctxReader stops a copy when the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
+	return fsat.SetTimes(pfd, base, d.atime, d.mtime)
 }

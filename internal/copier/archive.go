@@ -3,12 +3,8 @@ package copier
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
-	"compress/bzip2"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,89 +13,33 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
-	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/compression"
+	"github.com/stepexec/stepexec/internal/fsat"
 )
-
-type archiveKind int
-
-const (
-	notArchive archiveKind = iota
-	tarPlain
-	tarGzip
-	tarBzip2
-	tarXz
-	tarZstd
-)
-
-// magic numbers as moby/go-archive's compression.Detect, which BuildKit's
-// isArchivePath uses.
-func compressionOf(head []byte) archiveKind {
-	switch {
-	case bytes.HasPrefix(head, []byte{0x42, 0x5A, 0x68}):
-		return tarBzip2
-	case bytes.HasPrefix(head, []byte{0x1F, 0x8B, 0x08}):
-		return tarGzip
-	case bytes.HasPrefix(head, []byte{0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00}):
-		return tarXz
-	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return tarZstd
-	case len(head) >= 8 && binary.LittleEndian.Uint32(head[:4])&0xFFFFFFF0 == 0x184D2A50:
-		return tarZstd // a zstd skippable frame
-	}
-	return tarPlain
-}
 
 // detectArchive tells whether ADD extracts a file, as BuildKit's
 // isArchivePath: its compression is recognized by magic number (or it has
 // none) and the decompressed stream starts with a valid tar header. A
 // compressed file that is not a tar, or a broken one, is copied as is. It
 // reads with pread, leaving the file's offset alone.
-func detectArchive(fd int, size int64) (archiveKind, error) {
+func detectArchive(fd int, size int64) (kind compression.Kind, ok bool, err error) {
 	br := bufio.NewReaderSize(io.NewSectionReader(preader(fd), 0, size), 64<<10)
-	head, err := br.Peek(10)
+	head, err := br.Peek(compression.HeadSize)
 	if err != nil && err != io.EOF {
-		return notArchive, fmt.Errorf("read: %w", err)
+		return 0, false, fmt.Errorf("read: %w", err)
 	}
-	kind := compressionOf(head)
-	r, err := decompress(br, kind, false)
+	kind = compression.Detect(head)
+	r, err := compression.NewSerialReader(br, kind)
 	if err != nil {
-		return notArchive, nil
+		return 0, false, nil
 	}
 	defer r.Close()
 	if _, err := tar.NewReader(r).Next(); err != nil {
-		return notArchive, nil
+		return 0, false, nil
 	}
-	return kind, nil
-}
-
-// decompress opens a decompressor; parallel gzip (pgzip) is for extraction,
-// the standard one for a quick look.
-func decompress(r io.Reader, kind archiveKind, parallel bool) (io.ReadCloser, error) {
-	switch kind {
-	case tarGzip:
-		if parallel {
-			return pgzip.NewReader(r)
-		}
-		return gzip.NewReader(r)
-	case tarBzip2:
-		return io.NopCloser(bzip2.NewReader(r)), nil
-	case tarXz:
-		xr, err := xz.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return io.NopCloser(xr), nil
-	case tarZstd:
-		zr, err := zstd.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return zr.IOReadCloser(), nil
-	}
-	return io.NopCloser(r), nil
+	return kind, true, nil
 }
 
 // extractor unpacks a tar into a directory as BuildKit's ADD does
@@ -125,12 +65,12 @@ type dirTime struct {
 }
 
 // run extracts the first size bytes of the archive fd and returns their sha256.
-func (x *extractor) run(fd int, size int64, kind archiveKind) ([]byte, error) {
+func (x *extractor) run(fd int, size int64, kind compression.Kind) ([]byte, error) {
 	x.parent.fd = -1
 	defer x.dropParent()
 	h := sha256.New()
 	br := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(preader(fd), 0, size), h), 1<<20)
-	dr, err := decompress(br, kind, true)
+	dr, err := compression.NewReader(br, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +155,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			if cur.Mode&unix.S_IFMT == unix.S_IFDIR {
 				defer x.dropParent()
 			}
-			if err := removeAllAt(pfd, base); err != nil {
+			if err := fsat.RemoveAll(pfd, base); err != nil {
 				return fmt.Errorf("replace existing: %w", err)
 			}
 		}

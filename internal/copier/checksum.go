@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/compression"
 )
 
 // checksummer is the visitor of Checksum: it reads and hashes regular
@@ -22,7 +24,9 @@ func (c *checksummer) leaf(_ *match, e *entry) ([]byte, error) {
 	return c.hash(e)
 }
 
-func (c *checksummer) archive(_ *match, e *entry, _ archiveKind) ([]byte, error) { return c.hash(e) }
+func (c *checksummer) archive(_ *match, e *entry, _ compression.Kind) ([]byte, error) {
+	return c.hash(e)
+}
 
 func (c *checksummer) hash(e *entry) ([]byte, error) {
 	if c.buf == nil {

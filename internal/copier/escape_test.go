@@ -45,6 +45,27 @@ func (f *escapeFixture) intact(t *testing.T) {
 	}
 }
 
+// check fails the test unless nothing outside the root changed and the
+// copy failed with wantErr or, when wantErr is "", wrote "evil" at want
+// below the root (OUTSIDE in want is the outside directory's path).
+func (f *escapeFixture) check(t *testing.T, err error, wantErr, want string) {
+	t.Helper()
+	f.intact(t)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error = %v, want %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = strings.ReplaceAll(want, "OUTSIDE", f.outside)
+	if data, err := os.ReadFile(filepath.Join(f.root, want)); err != nil || string(data) != "evil" {
+		t.Fatalf("root/%s: %q, %v", want, data, err)
+	}
+}
+
 // Hostile images: every write resolves inside the root, as in a chroot.
 func TestCopyDestinationEscapes(t *testing.T) {
 	cases := []struct {
@@ -75,20 +96,7 @@ func TestCopyDestinationEscapes(t *testing.T) {
 			chown, _ := testOwner()
 			_, err := Copy(context.Background(), Source{Root: src}, f.root,
 				Options{Sources: []string{tc.src}, Dest: tc.dest, Chown: chown, Unpack: tc.src == "archive"})
-			f.intact(t)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := strings.ReplaceAll(tc.want, "OUTSIDE", f.outside)
-			if data, err := os.ReadFile(filepath.Join(f.root, want)); err != nil || string(data) != "evil" {
-				t.Fatalf("root%s: %q, %v", want, data, err)
-			}
+			f.check(t, err, tc.wantErr, tc.want)
 		})
 	}
 }
@@ -148,20 +156,7 @@ func TestAddArchiveEscapes(t *testing.T) {
 			}
 			chown, _ := testOwner()
 			_, err := Copy(context.Background(), Source{Root: src}, f.root, Options{Sources: []string{"a.tar"}, Dest: "/dest/", Chown: chown, Unpack: true})
-			f.intact(t)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := strings.ReplaceAll(tc.want, "OUTSIDE", f.outside)
-			if data, err := os.ReadFile(filepath.Join(f.root, "dest", want)); err != nil || string(data) != "evil" {
-				t.Fatalf("root/dest/%s: %q, %v", want, data, err)
-			}
+			f.check(t, err, tc.wantErr, filepath.Join("dest", tc.want))
 		})
 	}
 }

@@ -116,21 +116,6 @@ func (n node) or(def uint32) uint32 {
 	return n.mode
 }
 
-// modeOf converts st_mode permission and special bits to an os.FileMode.
-func modeOf(m uint32) fs.FileMode {
-	fm := fs.FileMode(m & 0o777)
-	if m&unix.S_ISUID != 0 {
-		fm |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		fm |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		fm |= fs.ModeSticky
-	}
-	return fm
-}
-
 // listTree describes every entry below dir, one line each, sorted:
 // "path kind mode uid:gid [content|->target]". Contents over 64 bytes are
 // shown as their sha256. The root itself is left out.

@@ -239,35 +239,6 @@ func (r *root) mkdirAll(p string, perm uint32, created func(parent int, name str
 	panic("unreachable")
 }
 
-// removeAllAt removes name (not following it if it is a symlink) and, if it
-// is a directory, everything below it. A missing name is not an error.
-func removeAllAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR {
-		return err
-	}
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	names, err := f.Readdirnames(-1)
-	for _, n := range names {
-		if err != nil {
-			break
-		}
-		err = removeAllAt(fd, n)
-	}
-	f.Close()
-	if err != nil {
-		return err
-	}
-	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
-}
-
 func readlinkat(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/moby/patternmatcher"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/compression"
 )
 
 // visitor receives what the walker selects: the writer copies it, the
@@ -28,7 +30,7 @@ type visitor interface {
 	leaf(m *match, e *entry) ([]byte, error)
 	// archive extracts a file match that is an archive (ADD) and returns
 	// the archive's digest.
-	archive(m *match, e *entry, a archiveKind) ([]byte, error)
+	archive(m *match, e *entry, a compression.Kind) ([]byte, error)
 }
 
 // entry is one source file, directory, link, … as the walker hands it over.
@@ -113,11 +115,11 @@ func (w *walker) match(sp spec, m *match) error {
 	if e.fd >= 0 {
 		defer unix.Close(e.fd)
 		if w.opts.Unpack {
-			kind, err := detectArchive(e.fd, e.st.Size)
+			kind, ok, err := detectArchive(e.fd, e.st.Size)
 			if err != nil {
 				return err
 			}
-			if kind != notArchive {
+			if ok {
 				sum, err := w.v.archive(m, e, kind)
 				if err != nil {
 					return err
@@ -376,10 +378,16 @@ func (w *walker) mode(st *unix.Stat_t) uint32 {
 	if w.opts.Chmod == nil || st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return m
 	}
-	fm := os.FileMode(m & 0o777)
+	fm := modeOf(m)
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		fm |= os.ModeDir
 	}
+	return unixMode(w.opts.Chmod.Apply(fm))
+}
+
+// modeOf converts st_mode permission and special bits to an os.FileMode.
+func modeOf(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
 	if m&unix.S_ISUID != 0 {
 		fm |= os.ModeSetuid
 	}
@@ -389,7 +397,7 @@ func (w *walker) mode(st *unix.Stat_t) uint32 {
 	if m&unix.S_ISVTX != 0 {
 		fm |= os.ModeSticky
 	}
-	return unixMode(w.opts.Chmod.Apply(fm))
+	return fm
 }
 
 // unixMode turns an os.FileMode's permission and special bits into st_mode bits.

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/internal/compression"
 )
 
 // errSkippedDevice: mknod of a device node was refused (EPERM, rootless);
@@ -370,7 +372,7 @@ func replacing(parent int, name, rel string, create func() error) error {
 
 // archive extracts an archive match into Dest, which becomes a directory
 // (BuildKit's unpack: MkdirAll(dest, 0755) with --chown, then Untar).
-func (w *writer) archive(m *match, e *entry, kind archiveKind) ([]byte, error) {
+func (w *writer) archive(m *match, e *entry, kind compression.Kind) ([]byte, error) {
 	fd, l, err := w.dest.mkdirAll(w.opts.Dest, 0o755, w.created)
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
