@@ -2,6 +2,7 @@ package stepexec
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/moby/patternmatcher"
 
@@ -22,8 +23,30 @@ func (b *Builder) engineDeps(lease *snapshot.Lease) (engine.Deps, error) {
 	if err != nil {
 		return engine.Deps{}, err
 	}
+	idx, err := b.cacheIndex()
+	if err != nil {
+		return engine.Deps{}, err
+	}
 	return engine.Deps{Snaps: b.store, Commit: []snapshot.CommitOpt{snapshot.WithLease(lease)}, Runner: b.runtime,
-		Images: storeImages{s: b.images, lease: lease}, CacheDir: cache, TempDir: tmp}, nil
+		Images: storeImages{s: b.images, lease: lease}, CacheDir: cache, TempDir: tmp,
+		Cache: idx, HoldLayer: b.holdLayer(lease)}, nil
+}
+
+// holdLayer gives the engine a cached layer: still in the store (another
+// tool may have deleted it), on the expected parent, and held by the
+// build's lease from here on.
+func (b *Builder) holdLayer(lease *snapshot.Lease) func(context.Context, string, string) (image.Layer, error) {
+	return func(_ context.Context, id, parent string) (image.Layer, error) {
+		var l snapshot.Layer
+		_, err := lease.Hold(func() (string, error) {
+			var err error
+			if l, err = b.store.Layer(id); err == nil && l.Parent != parent {
+				err = fmt.Errorf("cached layer %s is on layer %q, not %q", id, l.Parent, parent)
+			}
+			return l.ID, err
+		})
+		return image.Layer{ID: l.ID, DiffID: l.DiffID, Size: l.Size}, err
+	}
 }
 
 // storeImages is the engine's view of the image store: an image found is

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/stepexec/stepexec/dockerfile"
@@ -40,6 +41,11 @@ type BuildOptions struct {
 	// Parallel bounds how many independent stages build at once; <= 0 is
 	// the number of CPUs.
 	Parallel int
+	// NoCache rebuilds every step instead of reusing the build cache (the
+	// results are still cached); NoCacheFilter does so for the named
+	// stages only (docker build --no-cache, --no-cache-filter).
+	NoCache       bool
+	NoCacheFilter []string
 	// Progress receives events and step output; nil discards them. It is
 	// called from concurrent stages.
 	Progress Progress
@@ -99,7 +105,7 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image
 		return image.Image{}, err
 	}
 	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
-		Parallel: opts.Parallel, Progress: progress}, deps)
+		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter}, deps)
 	if err != nil {
 		return image.Image{}, err
 	}
@@ -119,8 +125,13 @@ func (b *Builder) storeImage(st engine.State, labels map[string]string, names []
 	for k, v := range labels {
 		cfg.Config.Labels[k] = v
 	}
-	now := time.Now().UTC()
-	cfg.Created = &now
+	// A build that made (or took from the cache) any layer is as old as its
+	// last one: rebuilt from the cache it is the same image, same ID.
+	created := time.Now().UTC()
+	if strings.HasPrefix(string(st.Key()), "sha256:") && !st.Stamp().IsZero() {
+		created = st.Stamp()
+	}
+	cfg.Created = &created
 	img, err := b.images.Put(cfg, st.Layers(), names)
 	if err != nil {
 		return image.Image{}, err

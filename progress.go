@@ -26,6 +26,7 @@ const (
 	LayerDiffed    = engine.LayerDiffed
 	LayerCommitted = engine.LayerCommitted
 	SandboxRemoved = engine.SandboxRemoved
+	StepCached     = engine.StepCached
 	StepDone       = engine.StepDone
 	Warning        = engine.Warning
 	ImageWritten   = engine.ImageWritten

@@ -108,23 +108,6 @@ func Open(opts ...Option) (*Builder, error) {
 	return &Builder{store: store, images: image.NewStore(store.ImageRecords(), store), runtime: rt}, nil
 }
 
-// PruneOptions says what Prune removes besides leftovers.
-type PruneOptions struct {
-	// All: also the images stepexec built that have no name left, with
-	// the layers only they use.
-	All bool
-}
-
-// Prune deletes the layers stepexec made that no image, container or
-// running build uses (leftovers of killed builds; Open already deleted
-// those it knew of, and they are reported too), and with opts.All the
-// nameless images stepexec built. Other tools' layers and images stay.
-func (b *Builder) Prune(opts PruneOptions) (snapshot.Collected, error) {
-	// A build cache would drop its entries here first (every one with
-	// All, or by age), so that the layers only they kept go in this pass.
-	return b.store.Prune(snapshot.PruneOptions{DanglingImages: opts.All})
-}
-
 // Images gives access to the images the builder keeps.
 func (b *Builder) Images() *image.Store { return b.images }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -335,6 +336,11 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 					t.Errorf("took %v to stop after %v", took, sig)
 				}
 				a.assertNothingLeft(t, before)
+				// The step that completed before the signal stays cached.
+				a.writeContext(t, "interrupt", "FROM alpine\nRUN echo made > /made\nRUN true\n")
+				if s := a.build(t, ctxDir); !slices.Equal(s.cached, []string{"RUN echo made > /made"}) {
+					t.Errorf("after %v the completed step is not CACHED: cached %q, ran %q", sig, s.cached, s.ran)
+				}
 			})
 		})
 	}

@@ -22,9 +22,9 @@ import (
 // given back K, so that the record fits and containers/storage's creation
 // of the layer fails at one of its first steps (which one depends on K).
 // Each time the build must fail naming the Dockerfile line and ENOSPC,
-// leave nothing behind (the build's earlier layer included: deleting it
-// needs space the kernel gives back only a moment after the failed step),
-// get the space back, and the store must take the next build.
+// leave nothing behind but the build cache's record of the step that
+// completed (and its layer), get the space back, and the store must take
+// the next build.
 func TestDiskFull(t *testing.T) {
 	testenv.Need(t, os.Getuid() == 0, "root, to mount a tmpfs for the store")
 	type diskCase struct {
@@ -49,11 +49,12 @@ func TestDiskFull(t *testing.T) {
 		mountStoreTmpfs(t, a, "size=64m,nr_inodes=4000")
 		a.importAlpine(t)
 		before := a.storeLayers(t)
-		// A first build and its removal create the store's lazily made
-		// directories (overlay-layers/tmp, overlay/tempdirs).
+		// A first build and the deletion of its layer create the store's
+		// lazily made directories (overlay-layers/tmp, overlay/tempdirs).
 		warm := a.writeContext(t, "warm-up", "FROM alpine\nRUN echo warm > /warm\n")
 		a.mustRun(t, "build", "-t", "warm", warm)
 		a.mustRun(t, "rmi", "warm")
+		a.mustRun(t, "prune", "--all") // the cache kept the layer: delete one
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				files, space := storeFiles(t, a), freeSpace(t, a.root)
@@ -169,12 +170,19 @@ func waitForSpace(t *testing.T, dir string, before space) {
 // storeFiles lists every path in a's store, as seen from the host.
 func storeFiles(t *testing.T, a *account) map[string]bool {
 	t.Helper()
+	cached := a.cachedFiles(t)
 	files := map[string]bool{}
 	err := filepath.WalkDir(a.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(a.root, p)
+		if cached[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		files[rel] = true
 		return nil
 	})
@@ -182,6 +190,27 @@ func storeFiles(t *testing.T, a *account) map[string]bool {
 		t.Fatalf("listing the store: %v", err)
 	}
 	return files
+}
+
+// cachedFiles are the store paths of what the build cache keeps: its
+// records and their layers (which the steps that completed before a
+// failure leave, by design).
+func (a *account) cachedFiles(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	records, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "refs", "cache", "*"))
+	for _, r := range records {
+		rel, _ := filepath.Rel(a.root, r)
+		out[rel] = true
+	}
+	for _, id := range a.cacheLayers(t) {
+		out[filepath.Join("overlay", id)] = true
+		out[filepath.Join("overlay-layers", id+".tar-split.gz")] = true
+		if link, err := os.ReadFile(filepath.Join(a.root, "overlay", id, "link")); err == nil {
+			out[filepath.Join("overlay", "l", strings.TrimSpace(string(link)))] = true
+		}
+	}
+	return out
 }
 
 // diffSets returns the sorted members of after not in before, and the

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,8 +41,9 @@ func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 				if out := a.mustRun(t, "images").stdout; strings.Contains(out, "localhost/gcbase") {
 					t.Errorf("gcbase still listed after rmi:\n%s", out)
 				}
-				// Nor may prune take it (nameless now) from under the build.
-				if r := a.mustRun(t, "prune", "--all"); strings.Contains(r.stdout, "Deleted") {
+				// Nor may prune take it (nameless now) from under the build
+				// (its cache entries may go: the build holds their layers).
+				if r := a.mustRun(t, "prune", "--all"); strings.Contains(r.stdout, "Deleted image") || strings.Contains(r.stdout, "Deleted layer") {
 					t.Errorf("prune during the build deleted what it stands on: %s", r)
 				}
 
@@ -71,6 +73,9 @@ func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 					}
 					a.mustRun(t, "rmi", "gcchild")
 				}
+				// What stays is the build cache's: its entries go with
+				// prune --all, and their layers with them.
+				a.mustRun(t, "prune", "--all")
 				if got := a.storeLayers(t); !slices.Equal(got, alpineOnly) {
 					t.Errorf("layers left: %v, want alpine's %v", got, alpineOnly)
 				}
@@ -79,14 +84,16 @@ func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 	})
 }
 
-// TestKilledBuildsLayersGoWithTheNextCommand SIGKILLs a build after a RUN
-// wrote 100 MB and was committed, while the next RUN sleeps: the next
-// command on the store (here `images`) deletes that layer.
+// TestKilledBuildKeepsItsCompletedSteps SIGKILLs a build after a RUN
+// wrote 100 MB and was committed, while the next RUN sleeps: the
+// completed step stays cached (a rebuild says CACHED for it), the killed
+// step leaves nothing the next command does not remove, and once the cache
+// entry is pruned the 100 MB go.
 //
 // The sleep is short: a rootless step survives the SIGKILL of its builder
 // until it exits by itself (a RUN's fate on SIGKILL is not this test's
 // subject), and killGroup waits for that.
-func TestKilledBuildsLayersGoWithTheNextCommand(t *testing.T) {
+func TestKilledBuildKeepsItsCompletedSteps(t *testing.T) {
 	forEachAccount(t, func(t *testing.T, a *account) {
 		a.importAlpine(t)
 		before := a.storeLayers(t)
@@ -106,14 +113,22 @@ func TestKilledBuildsLayersGoWithTheNextCommand(t *testing.T) {
 		t.Cleanup(func() { removeCgroups(stepCgroups(pids)) })
 
 		a.mustRun(t, "images")
+		st := testenv.CheckStore(t, a.root)
+		if u := st.Unreferenced(); len(u) > 0 {
+			t.Errorf("the killed build left layers nothing keeps: %v", u)
+		}
+		a.assertNothingLeft(t, before)
+		a.writeContext(t, "killed", "FROM alpine\nRUN head -c 104857600 /dev/urandom > /big\nRUN true\n")
+		if s := a.build(t, ctxDir); !slices.Equal(s.cached, []string{"RUN head -c 104857600 /dev/urandom > /big"}) {
+			t.Errorf("after the kill, the completed step is not CACHED: cached %q, ran %q", s.cached, s.ran)
+		}
+		a.mustRun(t, "prune", "--all")
 		if got := a.storeLayers(t); !slices.Equal(got, before) {
-			t.Errorf("the killed build's layer survived the next command: %v, want %v", got, before)
+			t.Errorf("after prune --all: layers %v, want %v", got, before)
 		}
 		if grown := diskUsage(t, a.root) - usage; grown > 10<<20 {
-			t.Errorf("the store still holds %d bytes more than before the build", grown)
+			t.Errorf("after prune --all the store holds %d bytes more than before the build", grown)
 		}
-		testenv.CheckStore(t, a.root)
-		a.assertNothingLeft(t, before)
 		a.inspect(t, "alpine")
 	})
 }
@@ -137,6 +152,9 @@ func TestPrune(t *testing.T) {
 		pids := b.killGroup(t, a)
 		t.Cleanup(func() { removeCgroups(stepCgroups(pids)) })
 		a.removeOwnerDirs(t)
+		// The killed build's completed step is cached; as if it had been
+		// killed between its commit and its cache record, drop the record.
+		a.dropCacheRecords(t, "orphan")
 		a.mustRun(t, "images")
 		orphans := testenv.CheckStore(t, a.root).Unreferenced()
 		if len(orphans) != 1 {
@@ -173,6 +191,34 @@ func TestPrune(t *testing.T) {
 		}
 		a.mustRun(t, "build", "-t", "onkeep", a.writeContext(t, "onkeep", "FROM keep\nRUN test -f /keep\n"))
 	})
+}
+
+// dropCacheRecords deletes the build cache records of the steps whose
+// instruction mentions word (their history is not in the record: the
+// layer's /WORD file is looked for).
+func (a *account) dropCacheRecords(t *testing.T, word string) {
+	t.Helper()
+	records, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "refs", "cache", "*"))
+	dropped := 0
+	for _, r := range records {
+		raw, err := os.ReadFile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			Layer string `json:"layer"`
+		}
+		json.Unmarshal(raw, &rec)
+		if fileExists(filepath.Join(a.root, "overlay", rec.Layer, "diff", word)) {
+			if err := os.Remove(r); err != nil {
+				t.Fatal(err)
+			}
+			dropped++
+		}
+	}
+	if dropped != 1 {
+		t.Fatalf("dropped %d cache records for /%s, want 1", dropped, word)
+	}
 }
 
 // removeOwnerDirs deletes the store's snapshot owner directories, as one

@@ -89,7 +89,9 @@
 // container in the store, whatever tool made it; the Leases and snapshots
 // of live stepexec processes (a build holds its base from the moment it
 // looks it up, and every layer it commits from before it is made); and the
-// RootSources added with AddRoots. Layers of other tools are never
+// ref files under <graphroot>/stepexec/refs/ (RefsDir), the build cache's
+// entries, which keep their layers even without an image (rmi deletes the
+// image and only the layers no ref keeps). Layers of other tools are never
 // deleted. A lease's journal (<owner>/leases/<id>) outlives a killed
 // process: the next Open moves it to <graphroot>/stepexec/gc/orphans and
 // deletes what it lists that nothing keeps. Prune considers every layer.

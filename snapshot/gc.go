@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"go.podman.io/storage"
 	"golang.org/x/sys/unix"
@@ -20,7 +22,8 @@ import (
 //   - every image in the store, any tool's (TopLayer, MappedTopLayers),
 //   - every container (podman's, buildah's working containers),
 //   - the leases and snapshots of live stepexec processes (heldLayers),
-//   - what the RootSources added with AddRoots list (a build cache).
+//   - the ref files under <graphroot>/stepexec/refs/ (RefsDir: the build
+//     cache's entries), whoever wrote them.
 //
 // Layers without MadeFlag are other tools' (podman, buildah, maybe still
 // being made): they are never deleted, and a layer with a child is not
@@ -28,25 +31,13 @@ import (
 //
 // Images are deleted by rmi (DeleteImage) and, with `prune --all`, when
 // stepexec made them and they have lost every name; either way only once no
-// lease, snapshot or root source holds a layer they would take with them.
+// lease or snapshot holds a layer they would take with them. The layers a
+// ref keeps stay without the image (a build cache entry outlives the image
+// its step was part of).
 
 // MadeFlag is the containers/storage flag stepexec sets on the layers (and
 // images, package image) it creates.
 const MadeFlag = "stepexec"
-
-// A RootSource lists layers to keep, with their ancestors, besides images,
-// containers and live leases: a build cache's entries. It is called with
-// the GC lock held exclusively; whoever adds to what it lists must hold
-// the lock shared (Lease.Hold does) from looking the layer up to recording
-// it.
-type RootSource func() ([]string, error)
-
-// AddRoots adds a source of GC roots to this Store's collections.
-func (s *Store) AddRoots(src RootSource) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rootSources = append(s.rootSources, src)
-}
 
 // Collected is what a collection deleted.
 type Collected struct {
@@ -145,7 +136,11 @@ func (s *Store) DeleteImage(id string) (kept bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	deleted, _, err := s.dropImage(img.ID, held)
+	refs, err := s.refsClosure()
+	if err != nil {
+		return false, err
+	}
+	deleted, _, err := s.dropImage(img.ID, held, refs)
 	if err != nil || deleted {
 		return false, err
 	}
@@ -164,26 +159,48 @@ func (s *Store) DeleteImage(id string) (kept bool, err error) {
 	return true, nil
 }
 
-// dropImage deletes image id with the layers only it uses unless held
-// holds one of them, and says whether it did.
-func (s *Store) dropImage(id string, held map[string]bool) (bool, []Layer, error) {
+// dropImage deletes image id with the layers only it uses unless held (a
+// running build) holds one of them, and says whether it did. The layers
+// refs (the build cache) keeps stay, without the image.
+func (s *Store) dropImage(id string, held, refs map[string]bool) (bool, []Layer, error) {
 	would, err := s.store.DeleteImage(id, false)
 	if err != nil {
 		return false, nil, fmt.Errorf("snapshot: deleting image %s: %w", id, err)
 	}
 	var layers []Layer
+	cached := false
 	for _, l := range would {
 		if held[l] {
 			return false, nil, nil
 		}
+		cached = cached || refs[l]
 		if sl, err := s.store.Layer(l); err == nil {
 			layers = append(layers, toLayer(sl))
 		}
 	}
-	if _, err := s.store.DeleteImage(id, true); err != nil {
+	if !cached {
+		if _, err := s.store.DeleteImage(id, true); err != nil {
+			return false, nil, fmt.Errorf("snapshot: deleting image %s: %w", id, err)
+		}
+		return true, layers, nil
+	}
+	// The image record alone, then its layers the cache does not keep:
+	// those are the top of its chain (the cache keeps a layer's
+	// ancestors), and would lists them top first.
+	if err := s.store.Delete(id); err != nil {
 		return false, nil, fmt.Errorf("snapshot: deleting image %s: %w", id, err)
 	}
-	return true, layers, nil
+	var gone []Layer
+	for _, l := range layers {
+		if refs[l.ID] {
+			continue
+		}
+		if err := s.deleteStoreLayer(l.ID); err != nil {
+			return true, gone, fmt.Errorf("snapshot: deleting layer %s of image %s: %w", l.ID, id, err)
+		}
+		gone = append(gone, l)
+	}
+	return true, gone, nil
 }
 
 type sweepOptions struct {
@@ -224,7 +241,11 @@ func (s *Store) sweep(o sweepOptions) (Collected, error) {
 	if err != nil {
 		return Collected{}, err
 	}
-	c, err := s.sweepImages(images, o.danglingImages, held)
+	refs, err := s.refsClosure()
+	if err != nil {
+		return Collected{}, err
+	}
+	c, err := s.sweepImages(images, o.danglingImages, held, refs)
 	if err != nil {
 		return c, err
 	}
@@ -235,7 +256,9 @@ func (s *Store) sweep(o sweepOptions) (Collected, error) {
 		}
 		o.candidates = append(o.candidates, ids...)
 	}
-	layers, err := s.sweepLayers(o.candidates, o.allMade, held)
+	keep := maps.Clone(held)
+	maps.Copy(keep, refs)
+	layers, err := s.sweepLayers(o.candidates, o.allMade, keep)
 	c.Layers = append(c.Layers, layers...)
 	if err != nil {
 		return c, err
@@ -251,10 +274,10 @@ func (s *Store) sweep(o sweepOptions) (Collected, error) {
 // sweepImages deletes the queued images and (dangling) the nameless ones
 // stepexec made, unless held keeps their layers. A queued image that got a
 // name again (podman tag) is no longer to be deleted.
-func (s *Store) sweepImages(queued []string, dangling bool, held map[string]bool) (Collected, error) {
+func (s *Store) sweepImages(queued []string, dangling bool, held, refs map[string]bool) (Collected, error) {
 	var c Collected
 	drop := func(id string) (bool, error) {
-		deleted, layers, err := s.dropImage(id, held)
+		deleted, layers, err := s.dropImage(id, held, refs)
 		if errors.Is(err, storage.ErrImageUsedByContainer) {
 			return false, nil // podman's container: its to remove
 		}
@@ -368,6 +391,19 @@ func (s *Store) heldClosure() (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.closure(ids)
+}
+
+// refsClosure is the layers the ref files name, with their ancestors.
+func (s *Store) refsClosure() (map[string]bool, error) {
+	ids, err := s.refLayers()
+	if err != nil {
+		return nil, err
+	}
+	return s.closure(ids)
+}
+
+func (s *Store) closure(ids []string) (map[string]bool, error) {
 	g, err := s.loadGraph()
 	if err != nil {
 		return nil, err
@@ -409,15 +445,51 @@ func (s *Store) heldLayers() ([]string, error) {
 			}
 		}
 	}
-	s.mu.Lock()
-	sources := slices.Clone(s.rootSources)
-	s.mu.Unlock()
-	for _, src := range sources {
-		more, err := src()
-		if err != nil {
-			return nil, fmt.Errorf("snapshot: listing GC roots: %w", err)
+	return ids, nil
+}
+
+// refsDir is <base>/refs: persistent GC roots of any process (see RefsDir).
+const refsDir = "refs"
+
+// RefsDir returns <graphroot>/stepexec/refs/NAME, created if missing. Every
+// file in it (a build cache entry, say) holding a JSON object with a
+// "layer" field is a GC root of every process using the store, live or
+// not: that layer and its ancestors are kept. Write such files atomically
+// (a temporary file renamed into place) while the layer is held (by a
+// Lease), so that no collection runs between the layer losing its hold and
+// gaining the ref.
+func (s *Store) RefsDir(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return "", fmt.Errorf("snapshot: invalid refs name %q", name)
+	}
+	dir := filepath.Join(s.base, refsDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("snapshot: creating %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// refLayers lists the layers the ref files name.
+func (s *Store) refLayers() ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(s.base, refsDir, "*", "*"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted meanwhile
 		}
-		ids = append(ids, more...)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: reading ref %s: %w", f, err)
+		}
+		var ref struct {
+			Layer string `json:"layer"`
+		}
+		if json.Unmarshal(raw, &ref) == nil && ref.Layer != "" {
+			ids = append(ids, ref.Layer)
+		}
 	}
 	return ids, nil
 }

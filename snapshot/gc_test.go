@@ -363,3 +363,52 @@ func TestHoldRacesDeleteImage(t *testing.T) {
 		}
 	}
 }
+
+// A ref (a build cache entry) keeps its layer and the layer's ancestors
+// through a release, a prune and the rmi of the image they were part of;
+// once the ref is gone, prune deletes them.
+func TestRefsKeepLayersWithoutAnImage(t *testing.T) {
+	s, _ := openTestStore(t)
+	base, _ := imageOf(t, s, "base", "", baseTree, []string{"localhost/base:latest"}, nil)
+	lease, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := commitIn(t, s, lease, "cached", base.ID, map[string]string{"c": "c"})
+	top := commitIn(t, s, lease, "top", cached.ID, map[string]string{"t": "t"})
+	dir, err := s.RefsDir("cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(dir, "entry")
+	if err := os.WriteFile(ref, []byte(`{"layer":"`+cached.ID+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	img := putImage(t, s, top.ID, []string{"localhost/app:latest"}, map[string]any{MadeFlag: true})
+	if _, err := lease.Release(); err != nil {
+		t.Fatal(err)
+	}
+	// rmi: the image and its top layer go, the cached layer stays.
+	if kept, err := s.DeleteImage(img); err != nil || kept {
+		t.Fatalf("DeleteImage = kept %v, %v; want deleted", kept, err)
+	}
+	if _, err := s.store.Image(img); err == nil {
+		t.Errorf("the image is still there")
+	}
+	if hasLayer(s, top.ID) || !hasLayer(s, cached.ID) {
+		t.Errorf("after rmi: top there %v (want gone), cached there %v (want kept)", hasLayer(s, top.ID), hasLayer(s, cached.ID))
+	}
+	if c, err := s.Prune(PruneOptions{DanglingImages: true}); err != nil || len(c.Layers) != 0 {
+		t.Errorf("prune with the ref: %+v, %v; want nothing deleted", c, err)
+	}
+	if err := os.Remove(ref); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Prune(PruneOptions{})
+	if err != nil || len(c.Layers) != 1 || c.Layers[0].ID != cached.ID {
+		t.Errorf("prune without the ref: %+v, %v; want the cached layer deleted", c, err)
+	}
+	if !hasLayer(s, base.ID) {
+		t.Errorf("the base image's layer went")
+	}
+}

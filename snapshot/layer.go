@@ -67,6 +67,31 @@ func (s *Store) deleteStoreLayer(id string) error {
 
 const deleteRetryFor = 5 * time.Second
 
+// saveLayerRecords rewrites the store's layer records from what it holds
+// in memory, retrying ENOSPC as deleteStoreLayer does. When the store
+// fails to create a layer on a full disk it forgets the layer but may fail
+// to save that: layers.json keeps it, marked incomplete, until some process
+// next loads the store. Saving again once the space is back drops it now.
+// Any layer's record serves to make the store save (its metadata is
+// written back unchanged); there is none to use when parent is "".
+func (s *Store) saveLayerRecords(parent string) {
+	if parent == "" {
+		return
+	}
+	deadline := time.Now().Add(deleteRetryFor)
+	for {
+		l, err := s.store.Layer(parent)
+		if err != nil {
+			return
+		}
+		err = s.store.SetMetadata(parent, l.Metadata)
+		if err == nil || !errors.Is(err, unix.ENOSPC) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // madeLayer marks a layer as stepexec's: garbage once nothing keeps it.
 func madeLayer() *storage.LayerOptions {
 	return &storage.LayerOptions{Flags: map[string]any{MadeFlag: true}}

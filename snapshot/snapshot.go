@@ -322,6 +322,8 @@ func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt)
 		_ = st.destroy()
 		if _, lerr := s.store.Layer(id); lerr == nil {
 			_ = s.deleteStoreLayer(id)
+		} else {
+			s.saveLayerRecords(st.snap.Parent)
 		}
 		s.dropLayerLinks(id)
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: storing layer %s on parent %q: %w", key, id, st.snap.Parent, err)

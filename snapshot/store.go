@@ -37,11 +37,10 @@ type Store struct {
 	ownerDir  string // <base>/snapshots/<owner>
 	ownerLock *os.File
 
-	mu          sync.Mutex
-	snaps       map[string]*snapState
-	closed      bool
-	leases      map[*Lease]struct{} // not yet released
-	rootSources []RootSource
+	mu     sync.Mutex
+	snaps  map[string]*snapState
+	closed bool
+	leases map[*Lease]struct{} // not yet released
 	// What Open's collection deleted, and its error (Prune reports them).
 	openCollected Collected
 	openErr       error
@@ -360,6 +359,21 @@ func (s *Store) ScratchDir() (string, error) {
 // directory that outlives builds (RUN --mount=type=cache).
 func (s *Store) PersistentDir(name string) (string, error) {
 	dir := filepath.Join(s.base, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("snapshot: creating %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// RunDir returns <runroot>/stepexec/NAME, created if missing: state that
+// concurrent processes on the store share but that need not outlive a
+// reboot (the build cache's locks). The run root is where
+// containers/storage keeps its own such state, a tmpfs on most hosts.
+func (s *Store) RunDir(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return "", fmt.Errorf("snapshot: invalid run dir name %q", name)
+	}
+	dir := filepath.Join(s.store.RunRoot(), "stepexec", name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("snapshot: creating %s: %w", dir, err)
 	}

@@ -25,8 +25,9 @@ import (
 // buildFlags are docker build's flags that stepexec takes.
 type buildFlags struct {
 	tags, outputs, buildArgs, argFiles, secrets, labels []string
+	noCacheFilter                                       []string
 	file, progress, target, iidfile, platform           string
-	quiet                                               bool
+	quiet, noCache                                      bool
 }
 
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -82,6 +83,8 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 	f.StringVar(&bf.iidfile, "iidfile", "", "write the image ID to this file")
 	f.StringVar(&bf.platform, "platform", "", "target platform; only this machine's (linux/"+goruntime.GOARCH+") can be built")
 	f.BoolVarP(&bf.quiet, "quiet", "q", false, "print only the image ID (no progress)")
+	f.BoolVar(&bf.noCache, "no-cache", false, "rebuild every step instead of using the build cache (the results are cached again)")
+	f.StringSliceVar(&bf.noCacheFilter, "no-cache-filter", nil, "rebuild the steps of these stages (names, comma-separated or repeated) without the cache")
 	return cmd
 }
 
@@ -280,40 +283,6 @@ func rmiCommand(g *globalFlags) *cobra.Command {
 			return errors.Join(failed...)
 		},
 	}
-}
-
-func pruneCommand(g *globalFlags) *cobra.Command {
-	var all bool
-	cmd := &cobra.Command{
-		Use:   "prune",
-		Short: "Remove layers no image uses (what killed or failed builds left)",
-		Long: "Remove the layers stepexec made that no image, container or running build\n" +
-			"uses. A build killed before it could clean up leaves such layers; the next\n" +
-			"stepexec command on the store removes those it knows of, prune all of them.\n\n" +
-			"With --all, also remove the images stepexec built that have no name left\n" +
-			"(an earlier build whose -t name went to a newer one, listed as <none>),\n" +
-			"with the layers only they use.\n\n" +
-			"Layers and images other tools (podman, buildah) made are never removed.",
-		Args: exactArgs(0, "prune takes no arguments, only --all"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := openBuilder(g)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			freed, err := b.Prune(stepexec.PruneOptions{All: all})
-			for _, id := range freed.Images {
-				fmt.Println("Deleted image: sha256:" + id)
-			}
-			for _, l := range freed.Layers {
-				fmt.Printf("Deleted layer: %s (%s)\n", l.ID, units.HumanSizeWithPrecision(float64(l.Size), 3))
-			}
-			fmt.Println("Total reclaimed space: " + units.HumanSizeWithPrecision(float64(freed.Bytes()), 3))
-			return err
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "also remove the nameless images stepexec built")
-	return cmd
 }
 
 func exactArgs(n int, msg string) cobra.PositionalArgs {

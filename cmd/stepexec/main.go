@@ -63,6 +63,9 @@ func run() int {
 		inspectCommand(&g),
 		rmiCommand(&g),
 		pruneCommand(&g),
+		historyCommand(&g),
+		systemCommand(&g),
+		dfCommand(&g, "df"),
 	)
 	err := rootCmd.ExecuteContext(ctx)
 	if s := sig(); s != 0 {

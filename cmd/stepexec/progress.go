@@ -95,6 +95,8 @@ func (p *progressPrinter) Event(e stepexec.Event) {
 		fmt.Fprintf(p.w, "%slayer %s\n", pre, e.Digest)
 	case stepexec.SandboxRemoved:
 		fmt.Fprintf(p.w, "%ssandbox removed: processes and namespaces in %s, snapshot with the commit\n", pre, ms(e.Duration))
+	case stepexec.StepCached:
+		fmt.Fprintf(p.w, "%sCACHED\n", pre)
 	case stepexec.StepDone:
 		fmt.Fprintf(p.w, "%sDONE %.3fs\n", pre, e.Duration.Seconds())
 	case stepexec.Warning:
@@ -115,6 +117,8 @@ func (p *progressPrinter) ttyEvent(n int, e stepexec.Event) {
 		p.text[n] = label(e.Vertex) + " " + sanitize(e.Text)
 		p.tails[n] = &tailBuffer{max: 20}
 		fmt.Fprintf(p.w, "\r\x1b[2K => %s", p.text[n])
+	case stepexec.StepCached:
+		p.summ[n] = "CACHED"
 	case stepexec.LayerDiffed:
 		if e.Empty {
 			p.summ[n] = "no changes"

@@ -10,11 +10,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/patternmatcher"
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/cache"
 	"github.com/stepexec/stepexec/runtime"
 	"github.com/stepexec/stepexec/snapshot"
 	"github.com/stepexec/stepexec/snapshot/native"
@@ -24,6 +26,8 @@ import (
 //
 //	write PATH TEXT   write TEXT to PATH in the rootfs (or in a mount)
 //	env PATH          write the environment to PATH
+//	stamp PATH        write the time (a step whose layer differs every run)
+//	sleep MS          sleep MS milliseconds
 //	exit N            exit with status N
 //	block             wait until the step is cancelled
 //	meet NAME         wait until as many steps as f.meet wants are met
@@ -62,6 +66,11 @@ func (f *fakeRunner) Run(ctx context.Context, spec runtime.Spec) (runtime.Result
 			if err := os.WriteFile(p, []byte(strings.Join(fields[2:], " ")), 0o644); err != nil {
 				return runtime.Result{ExitCode: 1}, nil
 			}
+		case "stamp":
+			os.WriteFile(f.hostPath(spec, fields[1]), []byte(time.Now().String()), 0o644)
+		case "sleep":
+			n, _ := strconv.Atoi(fields[1])
+			time.Sleep(time.Duration(n) * time.Millisecond)
 		case "env":
 			os.WriteFile(f.hostPath(spec, fields[1]), []byte(strings.Join(spec.Env, "\n")), 0o644)
 		case "echo":
@@ -143,6 +152,7 @@ type testBuild struct {
 	images   fakeImages
 	ctxDir   string
 	events   *eventLog
+	cache    *fakeCache // nil: no build cache
 }
 
 func newTestBuild(t *testing.T) *testBuild {
@@ -220,7 +230,11 @@ func (tb *testBuild) solve(ctx context.Context, df string, opts dockerfile.Parse
 	for _, m := range mod {
 		m(&req)
 	}
-	return Solve(ctx, req, Deps{Snaps: tb.snaps, Runner: tb.runner, Images: tb.images, CacheDir: tb.t.TempDir(), TempDir: tb.t.TempDir()})
+	deps := Deps{Snaps: tb.snaps, Runner: tb.runner, Images: tb.images, CacheDir: tb.t.TempDir(), TempDir: tb.t.TempDir()}
+	if tb.cache != nil {
+		deps.Cache, deps.HoldLayer = tb.cache, tb.holdLayer
+	}
+	return Solve(ctx, req, deps)
 }
 
 func (tb *testBuild) mustSolve(df string, opts dockerfile.ParseOptions, mod ...func(*Request)) *Result {
@@ -265,3 +279,42 @@ func (l *eventLog) Output(v Vertex) io.Writer {
 type writerFunc func([]byte) (int, error)
 
 func (w writerFunc) Write(b []byte) (int, error) { return w(b) }
+
+// fakeCache is a build cache in memory.
+type fakeCache struct {
+	mu    sync.Mutex
+	recs  map[cache.Key]cache.Record
+	locks sync.Map // cache.Key → *sync.Mutex
+}
+
+func (c *fakeCache) Lock(ctx context.Context, k cache.Key) (func(), error) {
+	m, _ := c.locks.LoadOrStore(k, &sync.Mutex{})
+	m.(*sync.Mutex).Lock()
+	return m.(*sync.Mutex).Unlock, nil
+}
+
+func (c *fakeCache) Get(k cache.Key) (cache.Record, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.recs[k]
+	return r, ok, nil
+}
+
+func (c *fakeCache) Put(k cache.Key, r cache.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recs == nil {
+		c.recs = map[cache.Key]cache.Record{}
+	}
+	c.recs[k] = r
+	return nil
+}
+
+// holdLayer is Deps.HoldLayer on the native store.
+func (tb *testBuild) holdLayer(_ context.Context, id, parent string) (image.Layer, error) {
+	l, err := tb.snaps.Layer(id)
+	if err == nil && l.Parent != parent {
+		err = fmt.Errorf("layer %s is on %q, not %q", id, l.Parent, parent)
+	}
+	return toImageLayer(l), err
+}

@@ -86,9 +86,21 @@ func (r *stepRun) copy(ctx context.Context, st State, c *dockerfile.Copy) (_ Sta
 	if c.Dest == "." || c.Dest == "" {
 		dest = strings.TrimSuffix(st.workdir(), "/") + "/"
 	}
+	key, err := r.copyKey(ctx, st, c, dest, sources)
+	if err != nil {
+		return st, err
+	}
+	hit, ok, release, err := r.cached(ctx, st, key)
+	if err != nil {
+		return st, err
+	}
+	if ok {
+		return hit.withHistory(copyHistory(c), false), nil
+	}
+	defer release()
 	start := time.Now()
 	var total copier.Result
-	st, commit, err := r.inSnapshot(ctx, st, nil, func(snap *snapshot.Snapshot) error {
+	st, commit, err := r.inSnapshot(ctx, st, key, nil, func(snap *snapshot.Snapshot) error {
 		opts := copier.Options{Dest: dest, Chmod: chmod, Excludes: c.Excludes, Parents: c.Parents}
 		if c.Chown != "" {
 			uid, gid, err := resolveChown(ctx, snap.Dir, c.Chown)
@@ -116,11 +128,16 @@ func (r *stepRun) copy(ctx context.Context, st State, c *dockerfile.Copy) (_ Sta
 	return st.withHistory(copyHistory(c), commit.Empty), nil
 }
 
-// copySource is one tree COPY/ADD reads, with the paths it takes from it.
+// copySource is one tree COPY/ADD reads, with the paths it takes from it,
+// and what stands for its contents in the cache key: a stage's key or an
+// image's ID (ref), a fetched file's digest, or nothing (its files are
+// hashed).
 type copySource struct {
 	src    copier.Source
 	paths  []string
 	unpack bool
+	ref    string
+	digest digest.Digest
 }
 
 // copySources gathers what a COPY/ADD reads: the context (or a stage's or
@@ -155,7 +172,13 @@ func (r *stepRun) copySources(ctx context.Context, c *dockerfile.Copy) ([]copySo
 			return fail(err)
 		}
 		cleanups = append(cleanups, release)
-		out = append(out, copySource{src: src, paths: local, unpack: unpack})
+		cs := copySource{src: src, paths: local, unpack: unpack}
+		if c.From != "" {
+			if cs.ref, err = r.fromRef(ctx, c.From, c.FromStage); err != nil {
+				return fail(err)
+			}
+		}
+		out = append(out, cs)
 	}
 	if len(urls) > 0 || len(c.Inline) > 0 {
 		dir, err := os.MkdirTemp(r.b.deps.TempDir, r.key("files")+"-")
@@ -163,20 +186,21 @@ func (r *stepRun) copySources(ctx context.Context, c *dockerfile.Copy) ([]copySo
 			return fail(err)
 		}
 		cleanups = append(cleanups, func() error { return os.RemoveAll(dir) })
-		names, err := r.fetchAll(ctx, dir, urls, c.Checksum)
+		names, sums, err := r.fetchAll(ctx, dir, urls, c.Checksum)
 		if err != nil {
 			return fail(err)
 		}
 		urlUnpack := c.Unpack != nil && *c.Unpack
-		if len(names) > 0 {
-			out = append(out, copySource{src: copier.Source{Root: dir}, paths: names, unpack: urlUnpack})
+		for i, name := range names {
+			out = append(out, copySource{src: copier.Source{Root: dir}, paths: []string{name}, unpack: urlUnpack, digest: sums[i]})
 		}
 		inline, err := writeInline(dir, c.Inline)
 		if err != nil {
 			return fail(err)
 		}
 		if len(inline) > 0 {
-			out = append(out, copySource{src: copier.Source{Root: dir}, paths: inline})
+			// The heredocs' text is in the key's definition already.
+			out = append(out, copySource{src: copier.Source{Root: dir}, paths: inline, digest: digest.FromString("inline")})
 		}
 	}
 	return out, cleanup, nil
@@ -256,12 +280,13 @@ func copyHistory(c *dockerfile.Copy) string {
 // fetchAll downloads ADD's URLs into dir, each in a subdirectory of its
 // own (two URLs may have the same base name), and returns the paths
 // relative to dir.
-func (r *stepRun) fetchAll(ctx context.Context, dir string, urls []string, checksum string) ([]string, error) {
+func (r *stepRun) fetchAll(ctx context.Context, dir string, urls []string, checksum string) ([]string, []digest.Digest, error) {
 	var names []string
+	var sums []digest.Digest
 	for i, u := range urls {
 		sub := filepath.Join(dir, "url-"+strconv.Itoa(i))
 		if err := os.Mkdir(sub, 0o755); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var want digest.Digest
 		if checksum != "" {
@@ -269,13 +294,14 @@ func (r *stepRun) fetchAll(ctx context.Context, dir string, urls []string, check
 		}
 		res, err := fetch.Fetch(ctx, u, want, sub)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rel, err := filepath.Rel(dir, res.Path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		names = append(names, rel)
+		sums = append(sums, res.Digest)
 	}
-	return names, nil
+	return names, sums, nil
 }

@@ -26,7 +26,23 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 	if c.Shell {
 		args = append(st.shell(), c.Script)
 	}
-	createdBy := "RUN " + runCommandString(args, st)
+	runArgs := args
+	if c.File != nil {
+		runArgs = []string{"/dev/pipes/" + c.File.Name}
+	}
+	createdBy := "RUN " + runCommandString(runArgs, st)
+	key, err := r.runKey(ctx, st, c, runArgs, ms)
+	if err != nil {
+		return st, err
+	}
+	hit, ok, release, err := r.cached(ctx, st, key)
+	if err != nil {
+		return st, err
+	}
+	if ok {
+		return hit.withHistory(createdBy, false), nil
+	}
+	defer release()
 	set, err := r.prepareMounts(ctx, st, ms)
 	if err != nil {
 		return st, err
@@ -42,14 +58,12 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 			return st, err
 		}
 		defer os.Remove(script)
-		target := "/dev/pipes/" + c.File.Name
-		set.mounts = append(set.mounts, runtime.Mount{Target: target, Source: runtime.Bind{Path: script}, ReadOnly: true})
-		args = []string{target}
-		createdBy = "RUN " + runCommandString(args, st)
+		set.mounts = append(set.mounts, runtime.Mount{Target: runArgs[0], Source: runtime.Bind{Path: script}, ReadOnly: true})
+		args = runArgs
 	}
 	env := runEnv(st, r.b.req.Graph.ProxyEnv(), set.env)
 	var res runtime.Result
-	st, commit, err := r.inSnapshot(ctx, st, forStep, func(snap *snapshot.Snapshot) error {
+	st, commit, err := r.inSnapshot(ctx, st, key, forStep, func(snap *snapshot.Snapshot) error {
 		u, err := lookupUser(ctx, snap.Dir, st.Config().User)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/cache"
 	"github.com/stepexec/stepexec/rootfs"
 	"github.com/stepexec/stepexec/snapshot"
 )
@@ -17,7 +18,20 @@ func (r *stepRun) workdir(ctx context.Context, st State) (State, error) {
 	if wd == "/" {
 		return st.withHistory(createdBy, true), nil
 	}
-	st, c, err := r.inSnapshot(ctx, st, nil, func(snap *snapshot.Snapshot) error {
+	user := st.Config().User
+	key, err := cache.Chain(st.key, "workdir", struct{ Path, User string }{wd, user})
+	if err != nil {
+		return st, err
+	}
+	hit, ok, release, err := r.cached(ctx, st, key)
+	if err != nil {
+		return st, err
+	}
+	if ok {
+		return hit.withHistory(createdBy, false), nil
+	}
+	defer release()
+	st, c, err := r.inSnapshot(ctx, st, key, nil, func(snap *snapshot.Snapshot) error {
 		uid, gid, err := resolveChown(ctx, snap.Dir, st.Config().User)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/cache"
 )
 
 // stagePlan is a needed stage ready to run.
@@ -197,8 +198,10 @@ func (p *stagePlan) startState(finals map[*dockerfile.Stage]State) State {
 		st = fromStage(finals[p.stage.Base])
 	case p.base != nil:
 		st = newState(p.base.Config, p.base.Layers)
+		st.key = cache.Base(p.base.ID)
 	default:
 		st = scratchState()
+		st.key = cache.Base("")
 	}
 	if len(st.cfg.Config.OnBuild) > 0 {
 		st = st.withConfig(func(c *dockerspec.DockerOCIImageConfig) { c.OnBuild = nil })

@@ -34,6 +34,9 @@ const (
 	LayerCommitted
 	// SandboxRemoved: a RUN's processes and namespaces are gone (Duration).
 	SandboxRemoved
+	// StepCached: the step's result came from the build cache: no sandbox,
+	// no snapshot, no layer made (Digest = the layer's diffID).
+	StepCached
 	// StepDone: the instruction finished (Duration: whole step).
 	StepDone
 	// Warning: something the user should know (Text), e.g. an unused --build-arg.

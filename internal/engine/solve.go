@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stepexec/stepexec/dockerfile"
+	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -26,6 +27,10 @@ type Request struct {
 	// BuildID names the build's snapshots; a random one when empty.
 	BuildID  string
 	Progress Progress
+	// NoCache rebuilds every step (docker build --no-cache); the results
+	// are still recorded. NoCacheFilter does so for the named stages only.
+	NoCache       bool
+	NoCacheFilter []string
 }
 
 // Deps are what the engine runs steps with.
@@ -40,6 +45,13 @@ type Deps struct {
 	// TempDir holds a build's scratch files (heredoc scripts, fetched
 	// URLs); empty means the system's.
 	TempDir string
+	// Cache is the build cache; nil builds every step and records nothing.
+	Cache Cache
+	// HoldLayer makes sure a cached layer is still in the store, on
+	// parent (the state it is to extend: a key's record may have been
+	// replaced by a concurrent build's equal step), and keeps it from
+	// garbage collection until the build ends.
+	HoldLayer func(ctx context.Context, id, parent string) (image.Layer, error)
 }
 
 // Result is a finished build: the target stage's final state.

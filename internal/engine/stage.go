@@ -3,11 +3,11 @@ package engine
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/stepexec/stepexec/dockerfile"
+	"github.com/stepexec/stepexec/internal/cache"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -126,7 +126,8 @@ var forStep = []snapshot.PrepareOpt{snapshot.ForStep()}
 // options prepare), lets change work in it and commits it under the
 // build's commit options; when change fails the snapshot is removed. It
 // returns st with the new layer (if the snapshot changed anything).
-func (r *stepRun) inSnapshot(ctx context.Context, st State, prepare []snapshot.PrepareOpt, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
+// The result is recorded in the build cache under ck.
+func (r *stepRun) inSnapshot(ctx context.Context, st State, ck cache.Key, prepare []snapshot.PrepareOpt, change func(snap *snapshot.Snapshot) error) (State, snapshot.Committed, error) {
 	snaps := r.b.deps.Snaps
 	key := r.key("")
 	snap, err := snaps.Prepare(ctx, key, st.Top(), prepare...)
@@ -140,9 +141,7 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, prepare []snapshot.P
 		return st, snapshot.Committed{}, err
 	}
 	start := time.Now()
-	// BuildKit commits a layer for every RUN, COPY and WORKDIR, an empty
-	// one when nothing changed.
-	c, err := snaps.Commit(ctx, key, slices.Concat(r.b.deps.Commit, []snapshot.CommitOpt{snapshot.KeepEmpty()})...)
+	c, err := snaps.Commit(ctx, key, r.commitOpts()...)
 	if err != nil {
 		return st, snapshot.Committed{}, err
 	}
@@ -151,5 +150,5 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, prepare []snapshot.P
 		r.event(Event{Kind: LayerCommitted, Digest: c.Layer.DiffID.String()})
 		st = st.withLayer(toImageLayer(c.Layer))
 	}
-	return st, c, nil
+	return r.record(st, ck, c), c, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/internal/cache"
 )
 
 // defaultPath is the PATH BuildKit gives a stage whose base sets none.
@@ -33,6 +34,12 @@ type State struct {
 	layers  []image.Layer // base first; appended only through withLayer
 	args    []stageArg    // the stage's ARG declarations, in order (RUN's history)
 	cmdSet  bool          // CMD given in this stage: ENTRYPOINT keeps it
+	// key is the build cache's key of this state (see cache.go); stamp is
+	// when its top layer was made (the base image's creation before any),
+	// the time of the history entries after it, so that a rebuild from
+	// the cache gives the same config, and so the same image ID.
+	key   cache.Key
+	stamp time.Time
 }
 
 // stageArg is an ARG declaration of the stage; has says it got a value.
@@ -49,6 +56,9 @@ type historyEntry struct {
 // newState starts a stage from an image config and its layers.
 func newState(img dockerspec.DockerOCIImage, layers []image.Layer) State {
 	s := State{cfg: img, layers: slices.Clip(slices.Clone(layers))}
+	if img.Created != nil {
+		s.stamp = img.Created.UTC()
+	}
 	s.env = dockerfile.NewVars(img.Config.Env)
 	if _, ok := s.env.Get("PATH"); !ok {
 		s.env = s.env.With("PATH", defaultPath)
@@ -131,14 +141,26 @@ func (s State) Config() dockerspec.DockerOCIImageConfig { return s.cfg.Config }
 // RunEnv is the environment expansion and RUN see: ENV plus ARG values.
 func (s State) RunEnv() *dockerfile.Vars { return s.runEnv }
 
-// withHistory adds a history entry; empty says the step made no layer.
+// withHistory adds a history entry; empty says the step made no layer. Its
+// time is the state's stamp (none before any layer).
 func (s State) withHistory(createdBy string, empty bool) State {
-	now := time.Now().UTC()
+	var created *time.Time
+	if !s.stamp.IsZero() {
+		t := s.stamp
+		created = &t
+	}
 	s.history = &historyEntry{prev: s.history, h: ocispec.History{
-		Created: &now, CreatedBy: createdBy, Comment: historyComment, EmptyLayer: empty,
+		Created: created, CreatedBy: createdBy, Comment: historyComment, EmptyLayer: empty,
 	}}
 	return s
 }
+
+// Stamp is when the state's last layer was made (zero if none was and the
+// base image has no creation time).
+func (s State) Stamp() time.Time { return s.stamp }
+
+// Key is the state's build cache key.
+func (s State) Key() cache.Key { return s.key }
 
 // withLayer adds a layer on top.
 func (s State) withLayer(l image.Layer) State {

@@ -45,6 +45,9 @@ type Store struct {
 	Layers     []StoreLayer
 	Images     []StoreImage
 	Containers []StoreContainer
+	// Refs are the layers stepexec's ref files name (the build cache's
+	// records, under stepexec/refs/NAME/).
+	Refs []string
 }
 
 // ReadStore reads the overlay store at graph root root. Missing metadata
@@ -70,6 +73,19 @@ func ReadStore(root string) (Store, error) {
 			return s, fmt.Errorf("%s: %w", f.path, err)
 		}
 	}
+	refs, _ := filepath.Glob(filepath.Join(root, "stepexec", "refs", "*", "*"))
+	for _, p := range refs {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return s, err
+		}
+		var ref struct {
+			Layer string `json:"layer"`
+		}
+		if json.Unmarshal(raw, &ref) == nil && ref.Layer != "" {
+			s.Refs = append(s.Refs, ref.Layer)
+		}
+	}
 	return s, nil
 }
 
@@ -82,8 +98,9 @@ func (s Store) LayerIDs() []string {
 	return ids
 }
 
-// Unreferenced lists the layers that no image or container uses, directly
-// or as an ancestor: what a killed build may leave behind.
+// Unreferenced lists the layers that no image, container or build cache
+// entry uses, directly or as an ancestor: what a killed build may leave
+// behind.
 func (s Store) Unreferenced() []string {
 	parent := map[string]string{}
 	for _, l := range s.Layers {
@@ -103,6 +120,9 @@ func (s Store) Unreferenced() []string {
 	}
 	for _, c := range s.Containers {
 		mark(c.Layer)
+	}
+	for _, r := range s.Refs {
+		mark(r)
 	}
 	var out []string
 	for _, l := range s.Layers {
