@@ -198,12 +198,9 @@ func storeFiles(t *testing.T, a *account) map[string]bool {
 func (a *account) cachedFiles(t *testing.T) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
-	records, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "refs", "cache", "*"))
-	for _, r := range records {
+	for r, id := range a.cacheRecords(t) {
 		rel, _ := filepath.Rel(a.root, r)
 		out[rel] = true
-	}
-	for _, id := range a.cacheLayers(t) {
 		out[filepath.Join("overlay", id)] = true
 		out[filepath.Join("overlay-layers", id+".tar-split.gz")] = true
 		if link, err := os.ReadFile(filepath.Join(a.root, "overlay", id, "link")); err == nil {

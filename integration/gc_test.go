@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,18 +197,9 @@ func TestPrune(t *testing.T) {
 // layer's /WORD file is looked for).
 func (a *account) dropCacheRecords(t *testing.T, word string) {
 	t.Helper()
-	records, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "refs", "cache", "*"))
 	dropped := 0
-	for _, r := range records {
-		raw, err := os.ReadFile(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec struct {
-			Layer string `json:"layer"`
-		}
-		json.Unmarshal(raw, &rec)
-		if fileExists(filepath.Join(a.root, "overlay", rec.Layer, "diff", word)) {
+	for r, layer := range a.cacheRecords(t) {
+		if fileExists(filepath.Join(a.root, "overlay", layer, "diff", word)) {
 			if err := os.Remove(r); err != nil {
 				t.Fatal(err)
 			}

@@ -13,10 +13,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -344,11 +346,11 @@ func (a *account) assertNothingLeft(t *testing.T, before []string) {
 	}
 }
 
-// cacheLayers lists the layers the build cache's records name.
-func (a *account) cacheLayers(t *testing.T) []string {
+// cacheRecords maps each build cache record's file to the layer it names.
+func (a *account) cacheRecords(t *testing.T) map[string]string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(a.root, "stepexec", "refs", "cache", "*"))
-	var ids []string
+	out := map[string]string{}
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
@@ -360,9 +362,15 @@ func (a *account) cacheLayers(t *testing.T) []string {
 		if err := json.Unmarshal(raw, &rec); err != nil {
 			t.Fatalf("cache record %s: %v", f, err)
 		}
-		ids = append(ids, rec.Layer)
+		out[f] = rec.Layer
 	}
-	return ids
+	return out
+}
+
+// cacheLayers lists the layers the build cache's records name.
+func (a *account) cacheLayers(t *testing.T) []string {
+	t.Helper()
+	return slices.Collect(maps.Values(a.cacheRecords(t)))
 }
 
 // processes lists the live processes that belong to the account's runs:

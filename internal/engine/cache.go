@@ -43,25 +43,26 @@ func (r *stepRun) useCache() bool {
 }
 
 // cached looks key up and, on a hit whose layer the store still has,
-// returns st with that layer as the step's result: no snapshot, no
-// sandbox, no commit. On a miss it takes the key's lock and looks again
-// (a concurrent build may have been running the same step); the caller
-// runs the step and then calls release, after the result is recorded.
-func (r *stepRun) cached(ctx context.Context, st State, key cache.Key) (hit State, ok bool, release func(), err error) {
+// returns st with that layer and the step's history entry (createdBy) as
+// the step's result: no snapshot, no sandbox, no commit. On a miss it
+// takes the key's lock and looks again (a concurrent build may have been
+// running the same step); the caller runs the step and then calls
+// release, after the result is recorded. On an error it returns st.
+func (r *stepRun) cached(ctx context.Context, st State, key cache.Key, createdBy string) (out State, hit bool, release func(), err error) {
 	release = func() {}
 	if !r.useCache() {
 		return st, false, release, nil
 	}
-	if hit, ok := r.lookup(ctx, st, key); ok {
-		return hit, true, release, nil
+	if got, ok := r.lookup(ctx, st, key); ok {
+		return got.withHistory(createdBy, false), true, release, nil
 	}
 	unlock, err := r.b.deps.Cache.Lock(ctx, key)
 	if err != nil {
 		return st, false, release, err
 	}
-	if hit, ok := r.lookup(ctx, st, key); ok {
+	if got, ok := r.lookup(ctx, st, key); ok {
 		unlock()
-		return hit, true, release, nil
+		return got.withHistory(createdBy, false), true, release, nil
 	}
 	return st, false, unlock, nil
 }

@@ -90,12 +90,9 @@ func (r *stepRun) copy(ctx context.Context, st State, c *dockerfile.Copy) (_ Sta
 	if err != nil {
 		return st, err
 	}
-	hit, ok, release, err := r.cached(ctx, st, key)
-	if err != nil {
-		return st, err
-	}
-	if ok {
-		return hit.withHistory(copyHistory(c), false), nil
+	hit, ok, release, err := r.cached(ctx, st, key, copyHistory(c))
+	if err != nil || ok {
+		return hit, err
 	}
 	defer release()
 	start := time.Now()

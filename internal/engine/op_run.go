@@ -35,12 +35,9 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 	if err != nil {
 		return st, err
 	}
-	hit, ok, release, err := r.cached(ctx, st, key)
-	if err != nil {
-		return st, err
-	}
-	if ok {
-		return hit.withHistory(createdBy, false), nil
+	hit, ok, release, err := r.cached(ctx, st, key, createdBy)
+	if err != nil || ok {
+		return hit, err
 	}
 	defer release()
 	set, err := r.prepareMounts(ctx, st, ms)

@@ -23,12 +23,9 @@ func (r *stepRun) workdir(ctx context.Context, st State) (State, error) {
 	if err != nil {
 		return st, err
 	}
-	hit, ok, release, err := r.cached(ctx, st, key)
-	if err != nil {
-		return st, err
-	}
-	if ok {
-		return hit.withHistory(createdBy, false), nil
+	hit, ok, release, err := r.cached(ctx, st, key, createdBy)
+	if err != nil || ok {
+		return hit, err
 	}
 	defer release()
 	st, c, err := r.inSnapshot(ctx, st, key, nil, func(snap *snapshot.Snapshot) error {
