@@ -55,7 +55,6 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs the C half of "init" before the Go runtime
 	"github.com/opencontainers/runc/libcontainer/specconv"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/stepexec/stepexec/runtime/userns"
@@ -310,7 +309,7 @@ func (s *step) start() (*libcontainer.Process, error) {
 		Stdout:           spec.Stdout,
 		Stderr:           spec.Stderr,
 		Init:             true,
-		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
+		LogLevel:         strconv.Itoa(int(stepLogLevel)),
 	}
 	if s.filter != nil {
 		// The init loads it on a debug log entry (seccomp_load.go).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -41,8 +42,11 @@ const (
 	filterMagic = "stepexec-bpf-v1\n"
 )
 
-// initLogLevel is the log level of an init given a filter: loadPoint's.
+// initLogLevel is the log level of an init given a filter: loadPoint's;
+// stepLogLevel that of the others, and of the former once it loaded it.
 var initLogLevel = logrus.DebugLevel
+
+const stepLogLevel = logrus.WarnLevel
 
 // filterFile layout: filterMagic, a uint32 call (1 prctl, 2 seccomp), a
 // uint32 flags, then the program. Native byte order: it never leaves the
@@ -129,14 +133,25 @@ func armFilterLoader() error {
 }
 
 // filterLoader is the logrus hook that loads the filter at loadPoint.
+// The debug level it needs is only for that: it makes the init's log
+// quiet again afterwards (the level every step's init gets otherwise,
+// stepLogLevel), and it keeps the init from printing "Failed to write to
+// log" on the step's stderr, which logrus does when the init logs its
+// failure after it closed its log pipe (at debug level it does).
 type filterLoader struct {
-	filter *bpfFilter
-	done   bool
+	filter  *bpfFilter
+	wrapped bool // the log output is a quietWriter
+	done    bool // the filter is loaded
 }
 
 func (h *filterLoader) Levels() []logrus.Level { return []logrus.Level{logrus.DebugLevel} }
 
 func (h *filterLoader) Fire(e *logrus.Entry) error {
+	if !h.wrapped {
+		// The first entry comes after libcontainer set its log pipe.
+		h.wrapped = true
+		e.Logger.SetOutput(quietWriter{e.Logger.Out})
+	}
 	if h.done || e.Message != loadPoint {
 		return nil
 	}
@@ -147,7 +162,16 @@ func (h *filterLoader) Fire(e *logrus.Entry) error {
 		fmt.Fprintf(os.Stderr, "stepexec: step init: loading the seccomp filter: %v\n", err)
 		os.Exit(1)
 	}
+	e.Logger.SetLevel(stepLogLevel)
 	return nil
+}
+
+// quietWriter is a log output whose write errors are dropped.
+type quietWriter struct{ w io.Writer }
+
+func (q quietWriter) Write(p []byte) (int, error) {
+	_, _ = q.w.Write(p)
+	return len(p), nil
 }
 
 // load loads the filter on the calling thread, which must be the main

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -212,6 +213,56 @@ func TestSeccompStateBothWays(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestInitErrorsBothWays: an init that fails, before the filter is loaded
+// (a mount) or after (the command's lookup, an exec), reports the same as
+// libcontainer's own init does, and prints nothing else on the step's
+// stderr (the loader's debug log level must not show).
+func TestInitErrorsBothWays(t *testing.T) {
+	plain := plainAlpine(t)
+	if err := os.WriteFile(filepath.Join(plain, "noshebang"), []byte("echo hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := stepView(t, plain)
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	traversable(t, file)
+	tests := []struct {
+		name   string
+		spec   Spec
+		code   int // when the step runs and fails
+		stderr string
+	}{
+		{name: "missing command", spec: Spec{Args: []string{"no-such-cmd"}}},
+		{name: "a directory", spec: Spec{Args: []string{"/etc"}}},
+		{name: "bind of a file onto a directory", spec: Spec{Args: []string{"true"}, Mounts: []Mount{{Target: "/etc", Source: Bind{Path: file}}}}},
+		{name: "exec format error", spec: Spec{Args: []string{"/noshebang"}}, code: 255, stderr: "exec /noshebang: exec format error\n"},
+	}
+	// The init's fds differ by the filter file's.
+	fdNumbers := regexp.MustCompile(`(fd/|Fd=)[0-9]+`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := map[string]string{}
+			for way, r := range bothWays(t) {
+				var stderr bytes.Buffer
+				spec := tt.spec
+				spec.ID, spec.Rootfs, spec.Env, spec.Stderr = "initerr", rootfs, alpineEnv, &stderr
+				res, err := r.Run(context.Background(), spec)
+				if (err == nil) != (tt.code != 0) || res.ExitCode != tt.code || stderr.String() != tt.stderr {
+					t.Errorf("%s: err %v, exit %d, stderr %q; want exit %d, stderr %q", way, err, res.ExitCode, stderr.String(), tt.code, tt.stderr)
+				}
+				if err != nil {
+					got[way] = fdNumbers.ReplaceAllString(err.Error(), "${1}N")
+				}
+			}
+			if got["precompiled"] != got["libcontainer"] {
+				t.Errorf("errors differ:\n%s\n%s", got["precompiled"], got["libcontainer"])
+			}
+		})
 	}
 }
 
