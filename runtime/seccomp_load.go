@@ -9,6 +9,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/sirupsen/logrus"
@@ -140,13 +141,16 @@ func armFilterLoader() error {
 // failure after it closed its log pipe (at debug level it does).
 type filterLoader struct {
 	filter  *bpfFilter
-	wrapped bool // the log output is a quietWriter
-	done    bool // the filter is loaded
+	mu      sync.Mutex // entries may come from several goroutines
+	wrapped bool       // the log output is a quietWriter
+	done    bool       // the filter is loaded
 }
 
 func (h *filterLoader) Levels() []logrus.Level { return []logrus.Level{logrus.DebugLevel} }
 
 func (h *filterLoader) Fire(e *logrus.Entry) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if !h.wrapped {
 		// The first entry comes after libcontainer set its log pipe.
 		h.wrapped = true
