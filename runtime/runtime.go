@@ -19,7 +19,10 @@
 // up.
 // The process gets Docker's default capabilities, masked /proc paths and
 // seccomp profile (see defaultSeccomp), without no_new_privs, as docker
-// runs RUN steps. Its /dev holds only the devices docker allows; as real
+// runs RUN steps. The profile is compiled once per Runtime, by
+// libcontainer's own code, and each step's init loads the result where
+// libcontainer would have compiled it (seccomp_capture.go,
+// seccomp_load.go). Its /dev holds only the devices docker allows; as real
 // root the step's cgroup also denies every other device (deviceRules),
 // whatever nodes the rootfs holds (snapshots mount it nodev as well).
 // A real-root process removes the cgroups a killed one left (New).
@@ -52,7 +55,6 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs the C half of "init" before the Go runtime
 	"github.com/opencontainers/runc/libcontainer/specconv"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/stepexec/stepexec/runtime/userns"
@@ -68,7 +70,14 @@ func init() {
 		// restores it right before the exec; the round trips with the
 		// builder in between fail if the builder died before this point.
 		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		if err := armFilterLoader(); err != nil {
+			fmt.Fprintln(os.Stderr, "stepexec: step init:", err)
+			os.Exit(1)
+		}
 		libcontainer.Init() // never returns
+	}
+	if len(os.Args) > 0 && os.Args[0] == captureArg0 {
+		os.Exit(runCaptureHelper())
 	}
 	if len(os.Args) > 0 && os.Args[0] == watcherArg0 {
 		os.Exit(runWatcher())
@@ -132,6 +141,7 @@ type Runtime struct {
 	realRoot   bool
 	shift      *userns.Shift    // real root: how steps' ids are shifted; nil when they are not
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
+	filter     precompiled      // seccomp, compiled once for every step's init to load
 
 	mu      sync.Mutex
 	active  int // real-root steps between config and teardown
@@ -189,6 +199,7 @@ func New(opts Options) (*Runtime, error) {
 // Close stops the step watcher and removes the state dir.
 func (r *Runtime) Close() error {
 	r.watcher.close()
+	r.filter.close()
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		return fmt.Errorf("runtime: removing state dir: %w", err)
 	}
@@ -219,7 +230,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	start := time.Now()
-	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID)}
+	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID), filter: r.filter.get(r.seccomp)}
 	defer func() {
 		t := time.Now()
 		if err := st.teardown(); err != nil && retErr == nil {
@@ -298,7 +309,12 @@ func (s *step) start() (*libcontainer.Process, error) {
 		Stdout:           spec.Stdout,
 		Stderr:           spec.Stderr,
 		Init:             true,
-		LogLevel:         strconv.Itoa(int(logrus.WarnLevel)),
+		LogLevel:         strconv.Itoa(int(stepLogLevel)),
+	}
+	if s.filter != nil {
+		// The init loads it on a debug log entry (seccomp_load.go).
+		p.ExtraFiles = []*os.File{s.filter}
+		p.LogLevel = strconv.Itoa(int(initLogLevel))
 	}
 	if err := s.container.Start(p); err != nil {
 		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
@@ -307,6 +323,11 @@ func (s *step) start() (*libcontainer.Process, error) {
 	pid, err := p.Pid()
 	if err != nil {
 		return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+	}
+	if s.filter != nil {
+		if err := filterLoaded(pid, s.r.filter.filters); err != nil {
+			return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+		}
 	}
 	if err := s.r.watcher.watch(pid, s.r.stateDir); err != nil {
 		return nil, err
@@ -344,6 +365,7 @@ type step struct {
 	stubs      []string // paths in rootfs that did not exist before the step (mountpoints libcontainer may create)
 	hostMounts []string // mounted for the step on the builder's side (mounts.go), innermost last
 	secrets    bool     // the secrets tmpfs is mounted
+	filter     *os.File // precompiled seccomp filter for the init to load; nil: libcontainer compiles it
 	container  *libcontainer.Container
 	process    *libcontainer.Process // non-nil while not yet waited for
 }
@@ -496,7 +518,7 @@ func (s *step) config() (*configs.Config, error) {
 		UIDMappings:       s.r.uids,
 		GIDMappings:       s.r.gids,
 		Capabilities:      caps,
-		Seccomp:           s.r.seccomp,
+		Seccomp:           s.seccomp(),
 		MaskPaths:         maskPaths,
 		ReadonlyPaths:     readonlyPaths,
 		NoNewKeyring:      true,
@@ -506,6 +528,15 @@ func (s *step) config() (*configs.Config, error) {
 		RootlessEUID:      false, // uid 0 in the outer namespace writes the nested map itself
 		RootlessCgroups:   !s.r.realRoot,
 	}, nil
+}
+
+// seccomp is the step's seccomp config for libcontainer: none when the
+// init loads the precompiled filter instead.
+func (s *step) seccomp() *configs.Seccomp {
+	if s.filter != nil {
+		return nil
+	}
+	return s.r.seccomp
 }
 
 func (s *step) existsRegular(dest string) bool {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"os"
 	goruntime "runtime"
 	"slices"
 	"sync"
@@ -56,4 +57,51 @@ func x32Supported() bool {
 	const x32SyscallBit = 0x40000000
 	_, _, errno := unix.RawSyscall(x32SyscallBit|unix.SYS_GETPID, 0, 0, 0)
 	return errno != unix.ENOSYS
+}
+
+// precompiled is a Runtime's captured filter (seccomp_capture.go), made
+// on first use and shared by its steps.
+type precompiled struct {
+	disabled bool // compile in every step's init, as libcontainer does (tests compare both)
+	once     sync.Once
+	file     *os.File // sealed filter file; nil when the capture failed
+	err      error    // why it failed
+	filters  int      // seccomp filters a step's init has once it loaded its own
+}
+
+// get returns the filter file for a step's init, or nil: then the step's
+// init compiles the profile itself. A capture that fails (an old kernel
+// without seccomp user notification, a builder whose own seccomp filter
+// forbids one) costs only time, so it is reported once on stderr and
+// not retried.
+func (p *precompiled) get(cfg *configs.Seccomp) *os.File {
+	if p.disabled {
+		return nil
+	}
+	p.once.Do(func() {
+		p.file, p.filters, p.err = capture(cfg)
+		if p.err != nil {
+			fmt.Fprintf(os.Stderr, "stepexec: warning: every RUN step compiles its seccomp filter (~25 ms): %v\n", p.err)
+		}
+	})
+	return p.file
+}
+
+func capture(cfg *configs.Seccomp) (*os.File, int, error) {
+	inherited, err := ownFilters()
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := captureFilter(cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	file, err := sealedFilterFile(f)
+	return file, inherited + 1, err
+}
+
+func (p *precompiled) close() {
+	if p.file != nil {
+		p.file.Close()
+	}
 }
