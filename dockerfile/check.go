@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
@@ -46,7 +47,9 @@ func checkDirectives(data []byte, file string) error {
 	var dp parser.DirectiveParser
 	data = bytes.TrimPrefix(data, []byte{0xEF, 0xBB, 0xBF}) // a BOM, as the parser drops it
 	for n, line := range bytes.Split(data, []byte("\n")) {
-		line = bytes.TrimLeft(bytes.TrimRight(line, "\r"), " \t")
+		// Leading white space as the parser sees it (unicode.IsSpace:
+		// a form feed too).
+		line = bytes.TrimLeftFunc(bytes.TrimRight(line, "\r"), unicode.IsSpace)
 		d, err := dp.ParseLine(line)
 		if err == nil && d != nil && strings.EqualFold(d.Name, "escape") && d.Value != "`" && d.Value != `\` {
 			err = fmt.Errorf("invalid escape token %q: want ` or \\", d.Value)
