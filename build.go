@@ -47,7 +47,7 @@ type BuildOptions struct {
 	NoCache       bool
 	NoCacheFilter []string
 	// Progress receives events and step output; nil discards them. It is
-	// called from concurrent stages.
+	// called from concurrent stages (see ProgressFunc for a callback).
 	Progress Progress
 }
 
@@ -55,10 +55,9 @@ type BuildOptions struct {
 // instruction the builder could not carry out.
 type StepError = engine.StepError
 
-// Build runs the Dockerfile and stores the image under opts.Tags. On any
-// failure, including cancellation of ctx, it leaves no snapshot, no
-// process and no layer that nothing else keeps (an image, another build).
-func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image, err error) {
+// build runs the Dockerfile and stores the image under opts.Tags (see
+// Build, which reports what it made).
+func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image, err error) {
 	tmp, err := b.store.ScratchDir()
 	if err != nil {
 		return image.Image{}, err
@@ -156,10 +155,11 @@ func (b *Builder) export(ctx context.Context, img image.Image, names []string, o
 		if out.Name == "" && len(names) > 0 {
 			out.Name = names[0]
 		}
-		if err := image.WriteOCI(ctx, img, layers, b.store, out); err != nil {
+		manifest, err := image.WriteOCI(ctx, img, layers, b.store, out)
+		if err != nil {
 			return err
 		}
-		progress.Event(Event{Kind: OutputWritten, Name: out.Dest})
+		progress.Event(Event{Kind: OutputWritten, Name: out.Dest, Digest: manifest.String()})
 	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/rootfs"
-	"github.com/stepexec/stepexec/runtime/userns"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -49,7 +48,7 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 		return ImportResult{}, err
 	}
 	var unpackOpts []rootfs.UnpackOption
-	if userns.InUserNamespace() && userns.CurrentMode() == userns.SingleUID {
+	if b.identity.squashesOwners() {
 		unpackOpts = append(unpackOpts, rootfs.SquashOwners())
 	}
 	src, stop := cancelableReader(ctx, r)

@@ -1,6 +1,10 @@
 package stepexec
 
-import "github.com/stepexec/stepexec/internal/engine"
+import (
+	"io"
+
+	"github.com/stepexec/stepexec/internal/engine"
+)
 
 // Progress receives a build's events and its steps' output. Events come
 // from concurrent stages: implementations must be safe for concurrent use.
@@ -33,3 +37,18 @@ const (
 	ImageNamed     = engine.ImageNamed
 	OutputWritten  = engine.OutputWritten
 )
+
+// ProgressFunc makes a Progress of a callback, called for every event,
+// possibly from several goroutines at once (stages build concurrently);
+// the steps' output is discarded. A nil f discards the events too.
+func ProgressFunc(f func(Event)) Progress { return progressFunc(f) }
+
+type progressFunc func(Event)
+
+func (f progressFunc) Event(e Event) {
+	if f != nil {
+		f(e)
+	}
+}
+
+func (progressFunc) Output(Vertex) io.Writer { return io.Discard }

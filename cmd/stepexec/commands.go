@@ -56,17 +56,17 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 			defer b.Close()
 			p := newProgress(mode, os.Stderr)
 			opts.Progress = p
-			img, err := b.Build(ctx, opts)
+			res, err := b.Build(ctx, opts)
 			p.Finish(err)
 			if err != nil {
 				return err
 			}
 			if bf.iidfile != "" {
-				if err := os.WriteFile(bf.iidfile, []byte("sha256:"+img.ID), 0o644); err != nil {
+				if err := os.WriteFile(bf.iidfile, []byte(res.ID), 0o644); err != nil {
 					return fmt.Errorf("--iidfile: %w", err)
 				}
 			}
-			fmt.Fprintln(os.Stdout, "sha256:"+img.ID)
+			fmt.Fprintln(os.Stdout, res.ID)
 			return nil
 		},
 	}
