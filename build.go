@@ -46,6 +46,14 @@ type BuildOptions struct {
 	// stages only (docker build --no-cache, --no-cache-filter).
 	NoCache       bool
 	NoCacheFilter []string
+	// Memory caps each RUN step's memory, in bytes, with as much again of
+	// swap where the kernel accounts it (docker build --memory); PidsLimit
+	// caps its processes and threads (--pids-limit). 0 is no limit. They
+	// need a cgroup stepexec may manage: as root, or rootless on cgroup v2
+	// with the controllers delegated to the user; elsewhere Build refuses
+	// them before it starts, saying why.
+	Memory    int64
+	PidsLimit int64
 	// Progress receives events and step output; nil discards them. It is
 	// called from concurrent stages (see ProgressFunc for a callback).
 	Progress Progress
@@ -104,7 +112,8 @@ func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image
 		return image.Image{}, err
 	}
 	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
-		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter}, deps)
+		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter,
+		Limits: opts.limits()}, deps)
 	if err != nil {
 		return image.Image{}, err
 	}

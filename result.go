@@ -36,6 +36,9 @@ type Export struct {
 // nothing else keeps (an image, another build). Errors in the Dockerfile
 // name its file and line; a failed RUN is a *StepError.
 func (b *Builder) Build(ctx context.Context, opts BuildOptions) (Result, error) {
+	if err := b.checkLimits(opts); err != nil {
+		return Result{}, err
+	}
 	rec := &recorder{next: opts.Progress}
 	if rec.next == nil {
 		rec.next = ProgressFunc(nil)

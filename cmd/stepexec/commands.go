@@ -28,6 +28,8 @@ type buildFlags struct {
 	noCacheFilter                                       []string
 	file, progress, target, iidfile, platform           string
 	quiet, noCache                                      bool
+	memory                                              string
+	pidsLimit                                           int64
 }
 
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -85,6 +87,8 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 	f.BoolVarP(&bf.quiet, "quiet", "q", false, "print only the image ID (no progress)")
 	f.BoolVar(&bf.noCache, "no-cache", false, "rebuild every step instead of using the build cache (the results are cached again)")
 	f.StringSliceVar(&bf.noCacheFilter, "no-cache-filter", nil, "rebuild the steps of these stages (names, comma-separated or repeated) without the cache")
+	f.StringVarP(&bf.memory, "memory", "m", "", "limit each RUN step's memory, e.g. 512m or 2g (as root, or rootless with cgroup v2 delegation)")
+	f.Int64Var(&bf.pidsLimit, "pids-limit", 0, "limit each RUN step's processes and threads (0 or -1: no limit; as root, or rootless with cgroup v2 delegation)")
 	return cmd
 }
 
