@@ -33,9 +33,9 @@ type ImportOptions struct {
 
 // ImportResult is what an import made.
 type ImportResult struct {
-	Image image.Image
-	Layer snapshot.Layer
-	Stats rootfs.Stats
+	Image image.Image    // the stored image, with its names
+	Layer snapshot.Layer // its one layer
+	Stats rootfs.Stats   // what was unpacked, and what could not be stored as it was
 }
 
 // Import stores a root filesystem tarball (plain, or compressed with gzip,
