@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,47 +16,45 @@ import (
 // options the legacy way, and the VFS then queues any string parameter,
 // "lowerdir+" included, into an option string that overlay refuses only at
 // FSCONFIG_CMD_CREATE (EINVAL). So the probe creates a real overlay (on two
-// empty dirs; it is never attached anywhere), as runc and containers/storage
-// probe overlay features by mounting one.
+// empty dirs; it is never attached anywhere), as containers/storage probes
+// overlay features (supportsIdmappedLowerLayers, supportsDataOnlyLayers) by
+// mounting one. Anything short of a created overlay means no: mount(2)
+// works on every kernel (mount_legacy.go), so it is the safe answer when
+// the probe cannot tell.
 var lowerdirAppend = sync.OnceValue(probeLowerdirAppend)
 
 func probeLowerdirAppend() bool {
 	dir, err := os.MkdirTemp("", "stepexec-overlay-probe-")
 	if err != nil {
-		return true // cannot tell: the real mount reports its own error
+		return false
 	}
 	defer os.RemoveAll(dir)
 	lowers := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}
 	for _, l := range lowers {
 		if err := os.Mkdir(l, 0o755); err != nil {
-			return true
+			return false
 		}
 	}
-	return overlaySupportsLowerdirAppend(lowers, inUserNamespace())
+	return createOverlayAppending(lowers, inUserNamespace()) == nil
 }
 
-// overlaySupportsLowerdirAppend creates a read-only overlay of lowers with
-// "lowerdir+". Only ENOSYS (no fsopen) and EINVAL (the parameter refused,
-// when set or at create) mean no: any other failure would fail mount(2)
-// as well, and is best reported by the real mount.
-func overlaySupportsLowerdirAppend(lowers []string, userxattr bool) bool {
+// createOverlayAppending creates (and drops) a read-only overlay of lowers
+// given one by one with "lowerdir+".
+func createOverlayAppending(lowers []string, userxattr bool) error {
 	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
-		return !errors.Is(err, unix.ENOSYS)
+		return err
 	}
 	defer unix.Close(fd)
 	for _, l := range lowers {
 		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
-			return !errors.Is(err, unix.EINVAL)
+			return err
 		}
 	}
 	if userxattr {
 		if err := unix.FsconfigSetFlag(fd, "userxattr"); err != nil {
-			return !errors.Is(err, unix.EINVAL)
+			return err
 		}
 	}
-	if err := unix.FsconfigCreate(fd); err != nil {
-		return !errors.Is(err, unix.EINVAL)
-	}
-	return true
+	return unix.FsconfigCreate(fd)
 }
