@@ -46,8 +46,16 @@ type BuildOptions struct {
 	// stages only (docker build --no-cache, --no-cache-filter).
 	NoCache       bool
 	NoCacheFilter []string
+	// Memory caps each RUN step's memory, in bytes, with as much again of
+	// swap where the kernel accounts it (docker build --memory); PidsLimit
+	// caps its processes and threads (--pids-limit). 0 is no limit. They
+	// need a cgroup stepexec may manage: as root, or rootless on cgroup v2
+	// with the controllers delegated to the user; elsewhere Build refuses
+	// them before it starts, saying why.
+	Memory    int64
+	PidsLimit int64
 	// Progress receives events and step output; nil discards them. It is
-	// called from concurrent stages.
+	// called from concurrent stages (see ProgressFunc for a callback).
 	Progress Progress
 }
 
@@ -55,10 +63,9 @@ type BuildOptions struct {
 // instruction the builder could not carry out.
 type StepError = engine.StepError
 
-// Build runs the Dockerfile and stores the image under opts.Tags. On any
-// failure, including cancellation of ctx, it leaves no snapshot, no
-// process and no layer that nothing else keeps (an image, another build).
-func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image, err error) {
+// build runs the Dockerfile and stores the image under opts.Tags (see
+// Build, which reports what it made).
+func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image, err error) {
 	tmp, err := b.store.ScratchDir()
 	if err != nil {
 		return image.Image{}, err
@@ -105,7 +112,8 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image
 		return image.Image{}, err
 	}
 	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
-		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter}, deps)
+		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter,
+		Limits: opts.limits()}, deps)
 	if err != nil {
 		return image.Image{}, err
 	}
@@ -156,10 +164,11 @@ func (b *Builder) export(ctx context.Context, img image.Image, names []string, o
 		if out.Name == "" && len(names) > 0 {
 			out.Name = names[0]
 		}
-		if err := image.WriteOCI(ctx, img, layers, b.store, out); err != nil {
+		manifest, err := image.WriteOCI(ctx, img, layers, b.store, out)
+		if err != nil {
 			return err
 		}
-		progress.Event(Event{Kind: OutputWritten, Name: out.Dest})
+		progress.Event(Event{Kind: OutputWritten, Name: out.Dest, Digest: manifest.String()})
 	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/rootfs"
-	"github.com/stepexec/stepexec/runtime/userns"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -34,9 +33,9 @@ type ImportOptions struct {
 
 // ImportResult is what an import made.
 type ImportResult struct {
-	Image image.Image
-	Layer snapshot.Layer
-	Stats rootfs.Stats
+	Image image.Image    // the stored image, with its names
+	Layer snapshot.Layer // its one layer
+	Stats rootfs.Stats   // what was unpacked, and what could not be stored as it was
 }
 
 // Import stores a root filesystem tarball (plain, or compressed with gzip,
@@ -49,7 +48,7 @@ func (b *Builder) Import(ctx context.Context, r io.Reader, opts ImportOptions) (
 		return ImportResult{}, err
 	}
 	var unpackOpts []rootfs.UnpackOption
-	if userns.InUserNamespace() && userns.CurrentMode() == userns.SingleUID {
+	if b.identity.squashesOwners() {
 		unpackOpts = append(unpackOpts, rootfs.SquashOwners())
 	}
 	src, stop := cancelableReader(ctx, r)

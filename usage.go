@@ -104,12 +104,12 @@ func (b *Builder) imageLayers() (map[string]bool, error) {
 
 // Usage is the space a store takes, as `docker system df` shows it.
 type Usage struct {
-	Images, ImagesActive int
+	Images, ImagesActive int   // the stored images, and those with a name
 	ImagesSize           int64 // the layers images use, each counted once
-	CacheEntries         int
+	CacheEntries         int   // the build cache's records
 	CacheSize            int64 // the layers only cache entries keep
 	CacheMounts          int   // RUN --mount=type=cache directories
-	CacheMountsSize      int64
+	CacheMountsSize      int64 // the bytes of their files
 }
 
 // DiskUsage measures the store.
@@ -178,8 +178,8 @@ func dirSize(dir string) int64 {
 
 // HistoryEntry is one step of an image's history, with its layer.
 type HistoryEntry struct {
-	Created   *time.Time
-	CreatedBy string
+	Created   *time.Time // when the step ran
+	CreatedBy string     // the instruction
 	Comment   string
 	Empty     bool  // the step made no layer
 	Size      int64 // its layer's uncompressed size

@@ -117,40 +117,42 @@ func kind(st fs.FileInfo) string {
 }
 
 // WriteOCI exports img, whose layers are read from src, with gzip-compressed
-// layers. Nothing is left behind on failure: a directory it created is
-// removed, and an archive is only renamed into place once complete.
-func WriteOCI(ctx context.Context, img Image, layers []Layer, src LayerReader, out OCIOutput) (err error) {
+// layers, and returns the digest of the manifest it wrote. Nothing is left
+// behind on failure: a directory it created is removed, and an archive is
+// only renamed into place once complete.
+func WriteOCI(ctx context.Context, img Image, layers []Layer, src LayerReader, out OCIOutput) (digest.Digest, error) {
 	if strings.HasSuffix(out.Dest, ".tar") {
 		return writeOCIArchive(ctx, img, layers, src, out)
 	}
 	return writeOCIDir(ctx, img, layers, src, out)
 }
 
-func writeOCIArchive(ctx context.Context, img Image, layers []Layer, src LayerReader, out OCIOutput) error {
+func writeOCIArchive(ctx context.Context, img Image, layers []Layer, src LayerReader, out OCIOutput) (digest.Digest, error) {
 	parent := filepath.Dir(out.Dest)
 	tmp, err := os.MkdirTemp(parent, ".stepexec-oci-")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", out.Dest, err)
+		return "", fmt.Errorf("writing %s: %w", out.Dest, err)
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "layout")
-	if err := writeOCIDir(ctx, img, layers, src, OCIOutput{Dest: dir, Name: out.Name}); err != nil {
-		return err
+	d, err := writeOCIDir(ctx, img, layers, src, OCIOutput{Dest: dir, Name: out.Name})
+	if err != nil {
+		return "", err
 	}
 	partial := filepath.Join(tmp, "archive.tar")
 	if err := tarDir(dir, partial); err != nil {
-		return fmt.Errorf("writing %s: %w", out.Dest, err)
+		return "", fmt.Errorf("writing %s: %w", out.Dest, err)
 	}
 	if err := os.Rename(partial, out.Dest); err != nil {
-		return fmt.Errorf("writing %s: %w", out.Dest, err)
+		return "", fmt.Errorf("writing %s: %w", out.Dest, err)
 	}
-	return nil
+	return d, nil
 }
 
-func writeOCIDir(ctx context.Context, img Image, layers []Layer, src LayerReader, out OCIOutput) (err error) {
+func writeOCIDir(ctx context.Context, img Image, layers []Layer, src LayerReader, out OCIOutput) (_ digest.Digest, err error) {
 	path, created, err := openLayout(out.Dest)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var written []string
 	defer func() {
@@ -168,7 +170,7 @@ func writeOCIDir(ctx context.Context, img Image, layers []Layer, src LayerReader
 
 	blobs := filepath.Join(out.Dest, "blobs", "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", out.Dest, err)
+		return "", fmt.Errorf("writing %s: %w", out.Dest, err)
 	}
 	core := &ociImage{rawConfig: img.RawConfig, blobs: blobs, layers: map[v1.Hash]*blobLayer{}}
 	manifest := ocispec.Manifest{
@@ -183,7 +185,7 @@ func writeOCIDir(ctx context.Context, img Image, layers []Layer, src LayerReader
 	for _, l := range layers {
 		bl, fresh, err := compressLayer(ctx, src, l, blobs)
 		if err != nil {
-			return fmt.Errorf("exporting layer %s to %s: %w", l.DiffID, out.Dest, err)
+			return "", fmt.Errorf("exporting layer %s to %s: %w", l.DiffID, out.Dest, err)
 		}
 		if fresh {
 			written = append(written, bl.path)
@@ -196,11 +198,11 @@ func writeOCIDir(ctx context.Context, img Image, layers []Layer, src LayerReader
 		})
 	}
 	if core.rawManifest, err = json.Marshal(manifest); err != nil {
-		return fmt.Errorf("encoding manifest: %w", err)
+		return "", fmt.Errorf("encoding manifest: %w", err)
 	}
 	v1img, err := partial.CompressedToImage(core)
 	if err != nil {
-		return fmt.Errorf("exporting to %s: %w", out.Dest, err)
+		return "", fmt.Errorf("exporting to %s: %w", out.Dest, err)
 	}
 	annotations := map[string]string{}
 	if out.Name != "" {
@@ -215,9 +217,9 @@ func writeOCIDir(ctx context.Context, img Image, layers []Layer, src LayerReader
 		err = path.AppendImage(v1img, opt)
 	}
 	if err != nil {
-		return fmt.Errorf("writing OCI layout %s: %w", out.Dest, err)
+		return "", fmt.Errorf("writing OCI layout %s: %w", out.Dest, err)
 	}
-	return nil
+	return digest.FromBytes(core.rawManifest), nil
 }
 
 // openLayout opens dest as an OCI layout, making one if dest does not exist

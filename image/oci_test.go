@@ -71,7 +71,8 @@ func testImage(t *testing.T) (Image, []Layer, fakeLayers) {
 func TestWriteOCIDirectoryRoundTrip(t *testing.T) {
 	img, layers, src := testImage(t)
 	dest := filepath.Join(t.TempDir(), "out")
-	if err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: dest, Name: "localhost/app:v1"}); err != nil {
+	written, err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: dest, Name: "localhost/app:v1"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	idx, err := layout.ImageIndexFromPath(dest)
@@ -82,6 +83,9 @@ func TestWriteOCIDirectoryRoundTrip(t *testing.T) {
 	if len(m.Manifests) != 1 || m.Manifests[0].Annotations[ocispec.AnnotationRefName] != "v1" ||
 		m.Manifests[0].Annotations["io.containerd.image.name"] != "localhost/app:v1" {
 		t.Fatalf("index = %+v", m.Manifests)
+	}
+	if m.Manifests[0].Digest.String() != written.String() {
+		t.Errorf("WriteOCI returned manifest digest %s, the index names %s", written, m.Manifests[0].Digest)
 	}
 	got, err := idx.Image(m.Manifests[0].Digest)
 	if err != nil {
@@ -106,7 +110,7 @@ func TestWriteOCIDirectoryRoundTrip(t *testing.T) {
 	}
 
 	// A second export of the same name into the same layout replaces it.
-	if err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: dest, Name: "localhost/app:v1"}); err != nil {
+	if _, err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: dest, Name: "localhost/app:v1"}); err != nil {
 		t.Fatal(err)
 	}
 	idx, err = layout.ImageIndexFromPath(dest)
@@ -127,7 +131,7 @@ func TestWriteOCIArchive(t *testing.T) {
 	img, layers, src := testImage(t)
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "img.tar")
-	if err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: dest}); err != nil {
+	if _, err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: dest}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(dest)
@@ -165,7 +169,7 @@ func TestWriteOCIFailuresLeaveNothing(t *testing.T) {
 	// A layer that cannot be read: the new layout is removed.
 	dest := filepath.Join(t.TempDir(), "out")
 	broken := fakeLayers{"base": src["base"]}
-	if err := WriteOCI(ctx, img, layers, broken, OCIOutput{Dest: dest}); err == nil {
+	if _, err := WriteOCI(ctx, img, layers, broken, OCIOutput{Dest: dest}); err == nil {
 		t.Fatal("export of an unreadable layer succeeded")
 	}
 	if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
@@ -174,14 +178,14 @@ func TestWriteOCIFailuresLeaveNothing(t *testing.T) {
 
 	// A layer whose content no longer matches its diffID is refused.
 	tampered := fakeLayers{"base": src["base"], "top": tarOf(t, map[string]string{"b": "changed"})}
-	err := WriteOCI(ctx, img, layers, tampered, OCIOutput{Dest: dest})
+	_, err := WriteOCI(ctx, img, layers, tampered, OCIOutput{Dest: dest})
 	if err == nil || !strings.Contains(err.Error(), "changed in the store") {
 		t.Errorf("tampered layer: err = %v", err)
 	}
 
 	// An archive export that fails leaves no archive and no temp dir.
 	dir := t.TempDir()
-	if err := WriteOCI(ctx, img, layers, broken, OCIOutput{Dest: filepath.Join(dir, "x.tar")}); err == nil {
+	if _, err := WriteOCI(ctx, img, layers, broken, OCIOutput{Dest: filepath.Join(dir, "x.tar")}); err == nil {
 		t.Fatal("archive export of an unreadable layer succeeded")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -191,7 +195,7 @@ func TestWriteOCIFailuresLeaveNothing(t *testing.T) {
 	// A directory that is not a layout is not written into.
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o644)
-	err = WriteOCI(ctx, img, layers, src, OCIOutput{Dest: other})
+	_, err = WriteOCI(ctx, img, layers, src, OCIOutput{Dest: other})
 	if err == nil || !strings.Contains(err.Error(), "not an OCI image layout") {
 		t.Errorf("export into a non-layout dir: err = %v", err)
 	}
@@ -204,7 +208,7 @@ func TestCheckOutput(t *testing.T) {
 	dir := t.TempDir()
 	layoutDir := filepath.Join(dir, "layout")
 	img, layers, src := testImage(t)
-	if err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: layoutDir}); err != nil {
+	if _, err := WriteOCI(context.Background(), img, layers, src, OCIOutput{Dest: layoutDir}); err != nil {
 		t.Fatal(err)
 	}
 	notLayout := filepath.Join(dir, "other")

@@ -3,10 +3,12 @@ package runtime
 import (
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/cgroups"
 	// Makes libcontainer's cgroup managers apply Resources.Devices (v1
 	// devices.allow/deny, v2 an eBPF program); without it rules are ignored.
 	_ "github.com/opencontainers/cgroups/devices"
@@ -16,8 +18,10 @@ import (
 )
 
 // As real root each step runs in a cgroup of its own, /stepexec-<pid>/<id>
-// (v1: in every hierarchy), that holds its device rules; rootless steps
-// get none (no delegation is assumed).
+// (v1: in every hierarchy), that holds its device rules and its Limits.
+// Rootless, libcontainer makes it under the parent of the process's own
+// cgroup (v2), where that is delegated to the user; elsewhere steps get no
+// cgroup and cannot be limited (CheckLimits says so).
 
 // cgroupPrefix starts the name of every real-root stepexec process's parent
 // cgroup.
@@ -42,7 +46,7 @@ func deviceRules() []*devices.Rule {
 	return rules
 }
 
-// stepStarting counts a real-root step that may create cgroups.
+// stepStarting counts a step that may create cgroups.
 func (r *Runtime) stepStarting() {
 	r.mu.Lock()
 	r.active++
@@ -58,26 +62,39 @@ func (r *Runtime) stepDone() {
 	if r.active > 0 {
 		return
 	}
-	for _, d := range cgroupDirs(cgroupParent) {
+	for _, d := range r.cgroupDirs(cgroupParent) {
 		_ = unix.Rmdir(d) // ENOENT/EBUSY are fine
 	}
 }
 
-// cgroupDirs lists the directories matching the glob pattern name at the
-// top of every cgroup hierarchy (v1's, the hybrid unified one, v2's root).
-func cgroupDirs(name string) []string {
+// cgroupDirs lists the directories matching the glob pattern name where
+// step cgroups' parents are made: as real root at the top of every cgroup
+// hierarchy (v1's, the hybrid unified one, v2's root); rootless on cgroup
+// v2 beside the process's own cgroup.
+func (r *Runtime) cgroupDirs(name string) []string {
+	if !r.realRoot {
+		if !cgroups.IsCgroup2UnifiedMode() {
+			return nil
+		}
+		m, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+		if err != nil || m[""] == "" {
+			return nil
+		}
+		found, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", path.Dir(m[""]), name))
+		return found
+	}
 	v1, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
 	v2, _ := filepath.Glob("/sys/fs/cgroup/" + name)
 	return append(v1, v2...)
 }
 
-// removeStaleCgroups removes the cgroups of real-root stepexec processes
-// that died without cleaning up (SIGKILL): stepexec-<pid> and its step
-// cgroups, in every hierarchy, when no process has that pid. A cgroup that
-// still holds a process (a step's, dying) stays: rmdir refuses it, and the
-// next command tries again.
-func removeStaleCgroups() {
-	for _, d := range cgroupDirs(cgroupPrefix + "*") {
+// removeStaleCgroups removes the cgroups of stepexec processes that died
+// without cleaning up (SIGKILL): stepexec-<pid> and its step cgroups, in
+// every hierarchy, when no process has that pid. A cgroup that still holds
+// a process (a step's, dying) stays: rmdir refuses it, and the next
+// command tries again.
+func (r *Runtime) removeStaleCgroups() {
+	for _, d := range r.cgroupDirs(cgroupPrefix + "*") {
 		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), cgroupPrefix))
 		if err != nil || pid <= 0 || processAlive(pid) {
 			continue

@@ -111,6 +111,7 @@ type Spec struct {
 	Stderr   io.Writer // nil discards
 	OnStart  func()    // called once the process is running; may be nil
 	Mounts   []Mount   // RUN --mount extras, mounted over the rootfs
+	Limits   Limits    // cgroup limits (see CheckLimits)
 }
 
 // Result is the outcome of a step whose sandbox worked.
@@ -144,7 +145,7 @@ type Runtime struct {
 	filter     precompiled      // seccomp, compiled once for every step's init to load
 
 	mu      sync.Mutex
-	active  int // real-root steps between config and teardown
+	active  int // steps between config and teardown
 	watcher watcher
 }
 
@@ -191,8 +192,8 @@ func New(opts Options) (*Runtime, error) {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
-		removeStaleCgroups()
 	}
+	r.removeStaleCgroups()
 	return r, nil
 }
 
@@ -239,9 +240,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 		res.Teardown = time.Since(t)
 	}()
 
-	if r.realRoot {
-		r.stepStarting()
-	}
+	r.stepStarting()
 	cfg, err := st.config()
 	if err != nil {
 		return res, err
@@ -395,9 +394,7 @@ func (s *step) teardown() error {
 	if err := os.RemoveAll(s.files); err != nil {
 		errs = append(errs, err)
 	}
-	if s.r.realRoot {
-		s.r.stepDone()
-	}
+	s.r.stepDone()
 	s.removeStubs()
 	return errors.Join(errs...)
 }
@@ -506,6 +503,7 @@ func (s *step) config() (*configs.Config, error) {
 		cg.Rootless = true
 		cg.Parent, cg.Name = cgroupParent, s.spec.ID
 	}
+	s.applyLimits(cg)
 
 	caps := &configs.Capabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
 	return &configs.Config{

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Prepares a Debian/Ubuntu host for stepexec: the packages it and its tests
 # need, and (with --test-user NAME) an unprivileged user with a subuid/subgid
-# range for the integration suite. Needs root; safe to run again.
+# range for the integration suite. With --apparmor[=PATH], on hosts where
+# AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+), it
+# installs a profile letting the binary at PATH (default
+# /usr/local/bin/stepexec) create them. Needs root; safe to run again.
 set -euo pipefail
 
 test_user=""
+apparmor=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --test-user) test_user="$2"; shift 2 ;;
+    --apparmor) apparmor=/usr/local/bin/stepexec; shift ;;
+    --apparmor=*) apparmor=${1#--apparmor=}; shift ;;
     *) echo "setup-host.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -28,6 +34,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Ubuntu's AppArmor lets an unprivileged program use a user namespace only
+# under a profile granting `userns`, as its packages do for podman and
+# buildah. Only where that restriction is on.
+if [ -n "$apparmor" ]; then
+  restrict=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+  if [ "$(cat "$restrict" 2>/dev/null)" = 1 ]; then
+    case "$apparmor" in
+      /*) ;;
+      *) echo "setup-host.sh: --apparmor=$apparmor: give the binary's absolute path" >&2; exit 2 ;;
+    esac
+    "$(dirname "$0")/apparmor-profile.sh" "$apparmor" > /etc/apparmor.d/stepexec
+    apparmor_parser -r /etc/apparmor.d/stepexec
+    echo "setup-host.sh: /etc/apparmor.d/stepexec lets $apparmor create user namespaces (keep it where only root can write)"
+  else
+    echo "setup-host.sh: --apparmor: $restrict is not 1 here (AppArmor does not restrict user namespaces): no profile needed"
+  fi
 fi
 
 # As root, stepexec runs RUN steps as root's subordinate ids (never as host

@@ -17,9 +17,8 @@ type overlayMount struct {
 	upper, work     string
 	target          string
 	userxattr       bool
-	forceLegacyAPI  bool // tests: exercise the mount(2) fallback
-	legacyShortcuts []string
-	readOnly        bool // a View: lowers only, no upper or work dir
+	legacyShortcuts []string // the lowers' short "l/" links, for mount(2)
+	readOnly        bool     // a View: lowers only, no upper or work dir
 
 	// view, when set, mounts the overlay for a step of a real-root
 	// process: the layers are given to overlay as fds of the view's
@@ -48,7 +47,8 @@ var errNoNewAPI = errors.New("new mount API with lowerdir+ unavailable")
 
 // mountOverlay mounts m.target. It prefers fsopen/fsconfig, which takes the
 // lower dirs one by one ("lowerdir+", no option-length limit), and falls back
-// to mount(2) with a "lowerdir=a:b:c" string on older kernels.
+// to mount(2) with a "lowerdir=a:b:c" string on kernels without it
+// (lowerdirAppend; see mount_legacy.go for the page-size limit).
 //
 // The mount is nodev: a device node in a layer (a base image's, created
 // for real as root) opens nothing, in a step or here. A step's /dev is a
@@ -59,7 +59,7 @@ func mountOverlay(m overlayMount) error {
 		// this kernel has it.
 		return m.view.shift.AsStepRoot(func() error { return mountOverlayFsopen(m) })
 	}
-	if !m.forceLegacyAPI {
+	if lowerdirAppend() {
 		err := mountOverlayFsopen(m)
 		if !errors.Is(err, errNoNewAPI) {
 			return err
@@ -170,39 +170,6 @@ func fixedOptions(userxattr, readOnly bool) []string {
 		opts = append(opts, "volatile") // meaningless without an upper dir
 	}
 	return opts
-}
-
-func mountOverlayLegacy(m overlayMount) error {
-	lowers := m.lowers
-	if len(m.legacyShortcuts) == len(m.lowers) {
-		lowers = m.legacyShortcuts
-	}
-	paths := append([]string{}, lowers...)
-	if !m.readOnly {
-		paths = append(paths, m.upper, m.work)
-	}
-	for _, p := range paths {
-		if strings.ContainsAny(p, ",:") {
-			return fmt.Errorf("mounting overlay at %s: path %s contains ',' or ':', which mount(2) options cannot carry", m.target, p)
-		}
-	}
-	opts := "lowerdir=" + strings.Join(lowers, ":")
-	var flags uintptr
-	if m.readOnly {
-		flags = unix.MS_RDONLY
-	} else {
-		opts += ",upperdir=" + m.upper + ",workdir=" + m.work
-	}
-	for _, o := range fixedOptions(m.userxattr, m.readOnly) {
-		opts += "," + o
-	}
-	if len(opts) >= unix.Getpagesize() {
-		return fmt.Errorf("mounting overlay at %s: %d lower layers make a %d-byte option string, over the page-size limit of this kernel's mount(2) (kernel 6.8+ has no limit)", m.target, len(lowers), len(opts))
-	}
-	if err := unix.Mount("overlay", m.target, "overlay", unix.MS_NODEV|flags, opts); err != nil {
-		return fmt.Errorf("mounting overlay at %s (options %s): %w", m.target, opts, err)
-	}
-	return nil
 }
 
 // unmount detaches the mount at target; a target that is not a mount point

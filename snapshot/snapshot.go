@@ -93,11 +93,10 @@ func (s *Store) mountSnapshot(st *snapState, parent string, view *stepView) erro
 		st.target = filepath.Join(view.roots.dir, key)
 	}
 	m := overlayMount{
-		upper:          st.upper(),
-		work:           filepath.Join(st.dir, "work"),
-		target:         st.target,
-		userxattr:      inUserNamespace(),
-		forceLegacyAPI: forceLegacyMount,
+		upper:     st.upper(),
+		work:      filepath.Join(st.dir, "work"),
+		target:    st.target,
+		userxattr: inUserNamespace(),
 	}
 	// Only root (and overlayfs, through the view's clones) may enter it:
 	// the upper dir holds whatever the step writes, setuid files included.
@@ -172,9 +171,6 @@ func (s *Store) standOn(st *snapState, parent string) (string, []string, []strin
 	}
 	return id, lowers, shortcuts, nil
 }
-
-// forceLegacyMount makes Prepare use mount(2) (tests of the fallback).
-var forceLegacyMount = false
 
 // lowerDirs resolves parent (an ID or name) and returns its ID and the diff
 // directories of the chain from parent down to the base layer, top first,

@@ -230,9 +230,9 @@ func TestChain(t *testing.T) {
 		t.Fatalf("chain parents wrong: %+v %+v", l3, l2)
 	}
 	for _, legacy := range []bool{false, true} {
-		forceLegacyMount = legacy
+		restore := setLowerdirAppend(!legacy)
 		snap, err := s.Prepare(ctx, "view", l3.ID)
-		forceLegacyMount = false
+		restore()
 		if err != nil {
 			t.Fatalf("Prepare (legacy mount %v): %v", legacy, err)
 		}

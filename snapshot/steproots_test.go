@@ -173,7 +173,7 @@ func TestSnapshotsAreNodev(t *testing.T) {
 		step   bool
 	}{{"api", false, false}, {"legacy", true, false}, {"step", false, true}}
 	for _, c := range cases {
-		forceLegacyMount = c.legacy
+		restore := setLowerdirAppend(!c.legacy)
 		var snap *Snapshot
 		var err error
 		if c.step {
@@ -181,7 +181,7 @@ func TestSnapshotsAreNodev(t *testing.T) {
 		} else {
 			snap, err = s.Prepare(ctx, c.key, "")
 		}
-		forceLegacyMount = false
+		restore()
 		if err != nil {
 			t.Fatalf("%s: %v", c.key, err)
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/docker/go-units"
+
 	"github.com/stepexec/stepexec"
 	"github.com/stepexec/stepexec/dockerfile"
 )
@@ -37,6 +39,9 @@ func (bf *buildFlags) options(contextDir string, stdin io.Reader) (stepexec.Buil
 		return opts, "", err
 	}
 	if opts.Labels, err = keyValues("--label", bf.labels); err != nil {
+		return opts, "", err
+	}
+	if opts.Memory, opts.PidsLimit, err = bf.limits(); err != nil {
 		return opts, "", err
 	}
 	if bf.file == "-" && contextDir == "-" {
@@ -158,4 +163,24 @@ func parseSecrets(specs []string) (map[string][]byte, error) {
 		out[id] = []byte(v)
 	}
 	return out, nil
+}
+
+// limits reads --memory (docker's sizes: 512m, 2g; a bare number is
+// bytes) and --pids-limit (-1, as podman's, means none).
+func (bf *buildFlags) limits() (memory, pids int64, err error) {
+	if bf.memory != "" {
+		if memory, err = units.RAMInBytes(bf.memory); err != nil {
+			return 0, 0, fmt.Errorf("--memory %q: %w", bf.memory, err)
+		}
+		if memory <= 0 {
+			return 0, 0, fmt.Errorf("--memory %q: want a positive size, e.g. 512m", bf.memory)
+		}
+	}
+	switch {
+	case bf.pidsLimit == -1:
+		return memory, 0, nil
+	case bf.pidsLimit < -1:
+		return 0, 0, fmt.Errorf("--pids-limit %d: want a number of processes (-1 or 0: no limit)", bf.pidsLimit)
+	}
+	return memory, bf.pidsLimit, nil
 }

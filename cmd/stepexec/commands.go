@@ -28,6 +28,8 @@ type buildFlags struct {
 	noCacheFilter                                       []string
 	file, progress, target, iidfile, platform           string
 	quiet, noCache                                      bool
+	memory                                              string
+	pidsLimit                                           int64
 }
 
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -56,17 +58,17 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 			defer b.Close()
 			p := newProgress(mode, os.Stderr)
 			opts.Progress = p
-			img, err := b.Build(ctx, opts)
+			res, err := b.Build(ctx, opts)
 			p.Finish(err)
 			if err != nil {
 				return err
 			}
 			if bf.iidfile != "" {
-				if err := os.WriteFile(bf.iidfile, []byte("sha256:"+img.ID), 0o644); err != nil {
+				if err := os.WriteFile(bf.iidfile, []byte(res.ID), 0o644); err != nil {
 					return fmt.Errorf("--iidfile: %w", err)
 				}
 			}
-			fmt.Fprintln(os.Stdout, "sha256:"+img.ID)
+			fmt.Fprintln(os.Stdout, res.ID)
 			return nil
 		},
 	}
@@ -85,6 +87,8 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 	f.BoolVarP(&bf.quiet, "quiet", "q", false, "print only the image ID (no progress)")
 	f.BoolVar(&bf.noCache, "no-cache", false, "rebuild every step instead of using the build cache (the results are cached again)")
 	f.StringSliceVar(&bf.noCacheFilter, "no-cache-filter", nil, "rebuild the steps of these stages (names, comma-separated or repeated) without the cache")
+	f.StringVarP(&bf.memory, "memory", "m", "", "limit each RUN step's memory, e.g. 512m or 2g (as root, or rootless with cgroup v2 delegation)")
+	f.Int64Var(&bf.pidsLimit, "pids-limit", 0, "limit each RUN step's processes and threads (0 or -1: no limit; as root, or rootless with cgroup v2 delegation)")
 	return cmd
 }
 

@@ -33,3 +33,35 @@ func TestParseOutputs(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildLimitFlags(t *testing.T) {
+	cases := []struct {
+		memory   string
+		pids     int64
+		wantMem  int64
+		wantPids int64
+		err      string
+	}{
+		{},
+		{memory: "512m", wantMem: 512 << 20},
+		{memory: "2g", pids: 100, wantMem: 2 << 30, wantPids: 100},
+		{memory: "1048576", wantMem: 1 << 20},
+		{pids: -1},
+		{memory: "lots", err: `--memory "lots"`},
+		{memory: "-5m", err: `--memory "-5m"`},
+		{pids: -2, err: "--pids-limit -2"},
+	}
+	for _, c := range cases {
+		bf := buildFlags{memory: c.memory, pidsLimit: c.pids}
+		mem, pids, err := bf.limits()
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%+v: err %v, want %q", c, err, c.err)
+			}
+			continue
+		}
+		if err != nil || mem != c.wantMem || pids != c.wantPids {
+			t.Errorf("%+v: %d, %d, %v; want %d, %d", c, mem, pids, err, c.wantMem, c.wantPids)
+		}
+	}
+}

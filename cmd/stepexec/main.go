@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepexec/stepexec"
-	"github.com/stepexec/stepexec/runtime/userns"
 )
 
 // version is set at link time by scripts/build.sh (git describe).
@@ -54,7 +53,7 @@ func run() int {
 	pf := rootCmd.PersistentFlags()
 	pf.StringVar(&g.root, "root", "", "storage graph root (default: containers/storage's, ~/.local/share/containers/storage when rootless)")
 	pf.StringVar(&g.runRoot, "runroot", "", "storage run root (default: podman's for this user)")
-	pf.BoolVar(&g.singleUID, "single-uid", false, "map only your own uid/gid (no /etc/subuid range needed): "+userns.WarnSingleUID)
+	pf.BoolVar(&g.singleUID, "single-uid", false, "map only your own uid/gid (no /etc/subuid range needed): "+stepexec.WarnSingleUID)
 
 	rootCmd.AddCommand(
 		buildCommand(ctx, &g),
@@ -123,15 +122,15 @@ func signalContext() (context.Context, func() syscall.Signal) {
 // openBuilder enters the user namespace (re-executing this command there
 // when rootless) and opens the store.
 func openBuilder(g *globalFlags) (*stepexec.Builder, error) {
-	mode := userns.SubIDs
+	mode := stepexec.SubIDs
 	if g.singleUID {
-		mode = userns.SingleUID
+		mode = stepexec.SingleUID
 	}
 	if err := stepexec.EnterNamespace(mode); err != nil {
 		return nil, err
 	}
 	if g.singleUID && os.Getenv("STEPEXEC_QUIET_SINGLE_UID") == "" {
-		fmt.Fprintln(os.Stderr, "warning: --single-uid: "+userns.WarnSingleUID)
+		fmt.Fprintln(os.Stderr, "warning: --single-uid: "+stepexec.WarnSingleUID)
 	}
 	var opts []stepexec.Option
 	if g.root != "" {

@@ -69,7 +69,7 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 		setupStart := time.Now()
 		res, err = r.b.deps.Runner.Run(ctx, runtime.Spec{
 			ID: r.key(""), Rootfs: snap.Dir, Args: args, Env: env, Cwd: st.workdir(), User: u,
-			Hostname: r.b.req.BuildID[:12], Stdout: out, Stderr: out, Mounts: set.mounts,
+			Hostname: r.b.req.BuildID[:12], Stdout: out, Stderr: out, Mounts: set.mounts, Limits: r.b.req.Limits,
 			OnStart: func() { r.event(Event{Kind: SandboxCreated, Duration: time.Since(setupStart)}) },
 		})
 		if f, ok := out.(interface{ Flush() }); ok {

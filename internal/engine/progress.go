@@ -45,7 +45,8 @@ const (
 	ImageWritten
 	// ImageNamed: a name now points at the image (Name).
 	ImageNamed
-	// OutputWritten: the image was exported (Name = destination).
+	// OutputWritten: the image was exported (Name = destination, Digest =
+	// the manifest's digest).
 	OutputWritten
 )
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/runtime"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -31,6 +32,9 @@ type Request struct {
 	// are still recorded. NoCacheFilter does so for the named stages only.
 	NoCache       bool
 	NoCacheFilter []string
+	// Limits cap every RUN step's memory and processes (not part of the
+	// cache key: a step that succeeds under a limit makes the same layer).
+	Limits runtime.Limits
 }
 
 // Deps are what the engine runs steps with.

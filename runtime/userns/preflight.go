@@ -18,19 +18,21 @@ import (
 // host holds everything Preflight reads, so each diagnosis can be tested
 // with fake files.
 type host struct {
-	uid, gid    int
-	username    string
-	realRoot    bool
-	stepShift   bool   // real root: steps run as root's subordinate ids (StepShift)
-	subuid      string // /etc/subuid
-	subgid      string // /etc/subgid
-	usernsClone string // /proc/sys/kernel/unprivileged_userns_clone (Debian/Ubuntu patch)
-	maxUserNS   string // /proc/sys/user/max_user_namespaces
-	apparmorUNS string // /proc/sys/kernel/apparmor_restrict_unprivileged_userns
-	filesystems string // /proc/filesystems
-	modulesDir  string // /lib/modules/$(uname -r)
-	lookPath    func(string) (string, error)
-	hasFileCaps func(path string) bool
+	uid, gid      int
+	username      string
+	realRoot      bool
+	stepShift     bool   // real root: steps run as root's subordinate ids (StepShift)
+	subuid        string // /etc/subuid
+	subgid        string // /etc/subgid
+	usernsClone   string // /proc/sys/kernel/unprivileged_userns_clone (Debian/Ubuntu patch)
+	maxUserNS     string // /proc/sys/user/max_user_namespaces
+	apparmorUNS   string // /proc/sys/kernel/apparmor_restrict_unprivileged_userns
+	apparmorLabel string // /proc/self/attr/apparmor/current: this process's profile
+	executable    string // the running binary, for the AppArmor profile
+	filesystems   string // /proc/filesystems
+	modulesDir    string // /lib/modules/$(uname -r)
+	lookPath      func(string) (string, error)
+	hasFileCaps   func(path string) bool
 }
 
 func realHost() host {
@@ -39,19 +41,23 @@ func realHost() host {
 		gid: os.Getgid(),
 		// Already in the outer namespace (the re-exec'd child): the user
 		// namespace checks are moot, as for real root.
-		realRoot:    isRealRoot() || isEnteredChild(),
-		stepShift:   isRealRoot(),
-		subuid:      "/etc/subuid",
-		subgid:      "/etc/subgid",
-		usernsClone: "/proc/sys/kernel/unprivileged_userns_clone",
-		maxUserNS:   "/proc/sys/user/max_user_namespaces",
-		apparmorUNS: "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
-		filesystems: "/proc/filesystems",
-		lookPath:    exec.LookPath,
+		realRoot:      isRealRoot() || isEnteredChild(),
+		stepShift:     isRealRoot(),
+		subuid:        "/etc/subuid",
+		subgid:        "/etc/subgid",
+		usernsClone:   "/proc/sys/kernel/unprivileged_userns_clone",
+		maxUserNS:     "/proc/sys/user/max_user_namespaces",
+		apparmorUNS:   "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+		apparmorLabel: "/proc/self/attr/apparmor/current",
+		filesystems:   "/proc/filesystems",
+		lookPath:      exec.LookPath,
 		hasFileCaps: func(path string) bool {
 			sz, err := unix.Getxattr(path, "security.capability", nil)
 			return err == nil && sz > 0
 		},
+	}
+	if exe, err := os.Executable(); err == nil {
+		h.executable = exe
 	}
 	if u, err := user.LookupId(strconv.Itoa(h.uid)); err == nil {
 		h.username = u.Username
@@ -109,8 +115,8 @@ func (h host) checkSysctls() []error {
 	if v, ok := readTrim(h.maxUserNS); ok && v == "0" {
 		errs = append(errs, fmt.Errorf("user namespaces are disabled (%s is 0): run `sysctl -w user.max_user_namespaces=28633` as root", h.maxUserNS))
 	}
-	if v, ok := readTrim(h.apparmorUNS); ok && v == "1" {
-		errs = append(errs, fmt.Errorf("AppArmor restricts unprivileged user namespaces (%s is 1): run `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` as root or give this binary an AppArmor profile with `userns,`", h.apparmorUNS))
+	if err := h.checkAppArmor(); err != nil {
+		errs = append(errs, err)
 	}
 	return errs
 }

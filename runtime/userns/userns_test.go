@@ -3,12 +3,15 @@ package userns
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
+
+	"github.com/stepexec/stepexec/internal/testenv"
 )
 
 func TestNestedFromMap(t *testing.T) {
@@ -91,6 +94,7 @@ func TestNestedIDMapsCurrentProcess(t *testing.T) {
 // field name to its content ("" content with missing=true is not created).
 type fakeFiles struct {
 	subuid, subgid, clone, maxns, apparmor, filesystems *string
+	apparmorLabel                                       *string // this process's AppArmor profile
 	modules                                             bool
 }
 
@@ -114,13 +118,15 @@ func newFakeHost(t *testing.T, ff fakeFiles) host {
 	}
 	h := host{
 		uid: 1001, gid: 1001, username: "ci",
-		subuid:      write("subuid", ff.subuid),
-		subgid:      write("subgid", ff.subgid),
-		usernsClone: write("unprivileged_userns_clone", ff.clone),
-		maxUserNS:   write("max_user_namespaces", ff.maxns),
-		apparmorUNS: write("apparmor_restrict_unprivileged_userns", ff.apparmor),
-		filesystems: write("filesystems", ff.filesystems),
-		modulesDir:  filepath.Join(dir, "modules"),
+		subuid:        write("subuid", ff.subuid),
+		subgid:        write("subgid", ff.subgid),
+		usernsClone:   write("unprivileged_userns_clone", ff.clone),
+		maxUserNS:     write("max_user_namespaces", ff.maxns),
+		apparmorUNS:   write("apparmor_restrict_unprivileged_userns", ff.apparmor),
+		apparmorLabel: write("attr-apparmor-current", ff.apparmorLabel),
+		executable:    "/opt/bin/stepexec",
+		filesystems:   write("filesystems", ff.filesystems),
+		modulesDir:    filepath.Join(dir, "modules"),
 		lookPath: func(name string) (string, error) {
 			p := filepath.Join(bin, name)
 			if _, err := os.Stat(p); err != nil {
@@ -170,7 +176,16 @@ func TestPreflight(t *testing.T) {
 		{name: "two ranges add up", files: with(func(f *fakeFiles) { f.subuid = s("ci:100000:30000\nci:200000:40000\n") }), helpers: "setuid"},
 		{name: "userns clone off", files: with(func(f *fakeFiles) { f.clone = s("0\n") }), helpers: "setuid", want: []string{"unprivileged_userns_clone is 0"}},
 		{name: "max user namespaces 0", files: with(func(f *fakeFiles) { f.maxns = s("0\n") }), helpers: "setuid", want: []string{"max_user_namespaces is 0"}},
-		{name: "apparmor restriction", files: with(func(f *fakeFiles) { f.apparmor = s("1\n") }), helpers: "setuid", want: []string{"apparmor_restrict_unprivileged_userns is 1"}},
+		{
+			name: "apparmor restriction, unconfined", files: with(func(f *fakeFiles) { f.apparmor, f.apparmorLabel = s("1\n"), s("unconfined\n") }), helpers: "setuid",
+			want: []string{"apparmor_restrict_unprivileged_userns is 1) and /opt/bin/stepexec runs unconfined"},
+			also: []string{`profile stepexec "/opt/bin/stepexec" flags=(unconfined) {\n  userns,`, "> /etc/apparmor.d/stepexec && apparmor_parser -r /etc/apparmor.d/stepexec`",
+				"scripts/setup-host.sh --apparmor=/opt/bin/stepexec", "only root can write", "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"},
+		},
+		{name: "apparmor restriction, no label to read", files: with(func(f *fakeFiles) { f.apparmor = s("1\n") }), helpers: "setuid", want: []string{"apparmor_restrict_unprivileged_userns is 1"}},
+		{name: "apparmor restriction, binary under a profile", files: with(func(f *fakeFiles) { f.apparmor, f.apparmorLabel = s("1\n"), s("stepexec (unconfined)\n") }), helpers: "setuid"},
+		{name: "apparmor restriction off", files: with(func(f *fakeFiles) { f.apparmor, f.apparmorLabel = s("0\n"), s("unconfined\n") }), helpers: "setuid"},
+		{name: "apparmor restriction, real root", files: with(func(f *fakeFiles) { f.apparmor, f.apparmorLabel = s("1\n"), s("unconfined\n") }), helpers: "missing", realRoot: true},
 		{name: "sysctl files absent are fine", files: with(func(f *fakeFiles) { f.clone, f.apparmor = nil, nil }), helpers: "setuid"},
 		{name: "no overlay", files: with(func(f *fakeFiles) { f.filesystems = s("nodev\tproc\n") }), helpers: "setuid", want: []string{"overlayfs is unavailable"}},
 		{name: "overlay module loadable", files: with(func(f *fakeFiles) { f.filesystems = s("nodev\tproc\n"); f.modules = true }), helpers: "setuid"},
@@ -279,5 +294,44 @@ func TestInUserNamespace(t *testing.T) {
 	want := strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295"
 	if got := InUserNamespace(); got != want {
 		t.Errorf("InUserNamespace() = %v with uid_map %q", got, b)
+	}
+}
+
+// TestWriteProfileCommand runs the command the AppArmor diagnosis gives
+// (into a temp file instead of /etc/apparmor.d) and checks it writes the
+// profile, for paths a shell or printf would mangle.
+func TestWriteProfileCommand(t *testing.T) {
+	for _, exe := range []string{"/usr/local/bin/stepexec", "/home/a b/it's/stepexec", `/opt/%s\n/stepexec`} {
+		file := filepath.Join(t.TempDir(), "profile")
+		out, err := exec.Command("sh", "-c", writeProfileCommand(exe, file)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", exe, err, out)
+		}
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := AppArmorProfile(exe); string(got) != want {
+			t.Errorf("%s: wrote\n%s\nwant\n%s", exe, got, want)
+		}
+	}
+}
+
+// TestAppArmorProfileScript: scripts/setup-host.sh --apparmor installs the
+// profile the diagnosis describes.
+func TestAppArmorProfileScript(t *testing.T) {
+	script, err := filepath.Abs("../../scripts/apparmor-profile.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = os.Stat(script)
+	testenv.Need(t, err == nil, "the checkout's scripts beside the package: %v", err)
+	const exe = "/home/a b/stepexec"
+	out, err := exec.Command(script, exe).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := AppArmorProfile(exe); string(out) != want {
+		t.Errorf("the script prints\n%s\nwant\n%s", out, want)
 	}
 }
