@@ -8,7 +8,6 @@ import (
 	"os/signal"
 
 	"github.com/stepexec/stepexec"
-	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/runtime/userns"
 )
 
@@ -33,7 +32,7 @@ func Example() {
 	img, err := b.Build(ctx, stepexec.BuildOptions{
 		ContextDir: "examples/hello",
 		Tags:       []string{"hello"},
-		Outputs:    []image.OCIOutput{{Dest: "hello-oci"}},
+		Outputs:    []stepexec.Output{{Type: "oci", Dest: "hello-oci"}},
 	})
 	if err != nil {
 		log.Fatal(err)

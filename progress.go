@@ -32,4 +32,7 @@ const (
 	ImageWritten   = engine.ImageWritten
 	ImageNamed     = engine.ImageNamed
 	OutputWritten  = engine.OutputWritten
+	ImagePulling   = engine.ImagePulling
+	ImagePulled    = engine.ImagePulled
+	ImagePushed    = engine.ImagePushed
 )
