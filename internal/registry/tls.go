@@ -71,21 +71,23 @@ func isLoopback(hostPort string) bool {
 }
 
 // speaksTLS tells whether the server at hostPort answers a TLS handshake
-// (whatever its certificate). It says yes when it cannot tell (nothing
-// listens, no answer in time): then the transfer uses TLS and reports the
-// real error itself.
+// (whatever its certificate). Nothing listening counts as no (the
+// transfer then fails as unreachable, over either); a server that does not
+// answer in time counts as yes, so that it is never taken for plain HTTP.
 func speaksTLS(ctx context.Context, hostPort string) bool {
 	if _, _, err := net.SplitHostPort(hostPort); err != nil {
 		hostPort = net.JoinHostPort(strings.Trim(hostPort, "[]"), "443")
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} // a probe: nothing is sent
+	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", hostPort)
-	if err == nil {
-		conn.Close()
-		return true
+	if err != nil {
+		return false
 	}
+	defer conn.Close()
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) // a probe: nothing is sent
+	err = tc.HandshakeContext(ctx)
 	var rec tls.RecordHeaderError
 	return !errors.As(err, &rec)
 }
