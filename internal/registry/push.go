@@ -19,8 +19,11 @@ import (
 
 // PushOptions says how layers are sent.
 type PushOptions struct {
-	// Compression is "gzip" (the default, parallel pgzip) or "zstd"; it
-	// applies to the layers the registry does not have in some form.
+	// Compression is "gzip" (the default, parallel pgzip) or "zstd".
+	// With gzip, a layer the registry (or the blob info cache) knows in
+	// some compression is reused as it is; zstd is always applied to
+	// every layer: otherwise the gzip variants of layers pushed before
+	// would stand in for them.
 	Compression string
 	// ForceCompression recompresses even layers the registry already
 	// has in another compression (buildx's force-compression).
@@ -70,7 +73,7 @@ func (c *Client) Push(ctx context.Context, store storage.Store, imageID string, 
 		SourceCtx:              c.systemContext(),
 		DestinationCtx:         sys,
 		ReportWriter:           c.opts.Report,
-		ForceCompressionFormat: opts.ForceCompression,
+		ForceCompressionFormat: opts.ForceCompression || algo.Name() != compression.Gzip.Name(),
 	})
 	if err != nil {
 		return Pushed{}, explain(err, dest.String(), c.opts.AnswerTimeout)
