@@ -91,7 +91,9 @@ func TestAllowLoopbackHTTP(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	nothing := l.Addr().String()
 	l.Close()
-	host := func(s *httptest.Server) string { return strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://") }
+	host := func(s *httptest.Server) string {
+		return strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
+	}
 	verify := true
 	cases := []struct {
 		name, ref, conf string
