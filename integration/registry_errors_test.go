@@ -108,3 +108,21 @@ func TestRegistryDown(t *testing.T) {
 		p.assertEmptyStore(t)
 	})
 }
+
+// TestSingleUIDPull: with --single-uid (no subordinate ids) a pulled
+// image's files owned by other ids are owned by root, as its import does,
+// instead of the pull failing.
+func TestSingleUIDPull(t *testing.T) {
+	reg := startRegistry(t, registryOptions{})
+	a := accounts(t)[0] // the unprivileged user: --single-uid is for users without subordinate ids
+	t.Run(a.name, func(t *testing.T) {
+		img := buildAndPush(t, a, reg.Host+"/"+a.name+"/single:1", "single")
+		s := a.otherStore("single").withEnv("STEPEXEC_QUIET_SINGLE_UID=1")
+		s.mustRun(t, "--single-uid", "pull", img.ref)
+		r := s.mustRun(t, "--single-uid", "build", "--progress=plain", s.writeContext(t, "single",
+			"FROM "+img.ref+"\nRUN stat -c 'owner %u:%g' /etc/shadow\n"))
+		if !strings.Contains(r.stderr, "owner 0:0") {
+			t.Errorf("/etc/shadow (0:42 in Alpine) in a --single-uid pull: %s", r.stderr)
+		}
+	})
+}
