@@ -86,9 +86,14 @@ func TestRegistryPushPullAndBuildFrom(t *testing.T) {
 		}
 		testenv.CheckStore(t, empty.root)
 
+		byDigest := a.otherStore("digest")
+		dir := byDigest.writeContext(t, "by-digest", "FROM "+repo+"/base@"+base.digest+"\nRUN test -f /base.txt\n")
+		byDigest.mustRun(t, "build", "-q", "--pull=always", dir)
+		byDigest.imageLayers(t, repo+"/base@"+base.digest)
+
 		other := a.otherStore("other")
 		proxy.requests()
-		dir := other.writeContext(t, "from-pushed", "FROM "+base.ref+"\nRUN echo app > /app.txt\n")
+		dir = other.writeContext(t, "from-pushed", "FROM "+base.ref+"\nRUN echo app > /app.txt\n")
 		appID := strings.TrimSpace(other.mustRun(t, "build", "-q", "-t", repo+"/app:1", "--push", dir).stdout)
 		uploaded := uploadedBlobs(proxy.requests())
 		for _, l := range m.Layers {
