@@ -18,8 +18,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -309,7 +311,25 @@ func (a *account) ownHome(t *testing.T) *account {
 	runtimeDir := a.userDir(t, filepath.Join(base, "xdg-run"))
 	os.Chmod(runtimeDir, 0o700)
 	c.env = append(c.env, "XDG_RUNTIME_DIR="+runtimeDir)
+	t.Cleanup(func() { stopPodmanPause(runtimeDir) })
 	return c
+}
+
+// stopPodmanPause ends the pause process rootless podman leaves running
+// for a runtime dir ("podman pause" in podman 4; the harness's own
+// cleanup knows only catatonit).
+func stopPodmanPause(runtimeDir string) {
+	raw, err := os.ReadFile(filepath.Join(runtimeDir, "libpod", "tmp", "pause.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.HasPrefix(string(comm), "podman") {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // userDir makes dir (and its parents) owned by a.
