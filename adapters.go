@@ -14,7 +14,7 @@ import (
 
 // engineDeps connects the engine to the builder's store, runtime and
 // images; lease holds what the build reads and makes.
-func (b *Builder) engineDeps(lease *snapshot.Lease) (engine.Deps, error) {
+func (b *Builder) engineDeps(lease *snapshot.Lease, pull basePuller) (engine.Deps, error) {
 	cache, err := b.store.PersistentDir("cache")
 	if err != nil {
 		return engine.Deps{}, err
@@ -28,7 +28,7 @@ func (b *Builder) engineDeps(lease *snapshot.Lease) (engine.Deps, error) {
 		return engine.Deps{}, err
 	}
 	return engine.Deps{Snaps: b.store, Commit: []snapshot.CommitOpt{snapshot.WithLease(lease)}, Runner: b.runtime,
-		Images: storeImages{s: b.images, lease: lease}, CacheDir: cache, TempDir: tmp,
+		Images: storeImages{s: b.images, lease: lease, pull: pull}, CacheDir: cache, TempDir: tmp,
 		Cache: idx, HoldLayer: b.holdLayer(lease)}, nil
 }
 
@@ -51,20 +51,21 @@ func (b *Builder) holdLayer(lease *snapshot.Lease) func(context.Context, string,
 
 // storeImages is the engine's view of the image store: an image found is
 // held by the build's lease from the lookup on, so an rmi meanwhile only
-// untags it.
+// untags it; one the store lacks is pulled when the policy says so.
 type storeImages struct {
 	s     *image.Store
 	lease *snapshot.Lease
+	pull  basePuller
 }
 
-func (a storeImages) Resolve(_ context.Context, ref string) (engine.Base, error) {
-	var img image.Image
-	var name string
-	_, err := a.lease.Hold(func() (string, error) {
-		var err error
-		img, name, err = a.s.Resolve(ref)
-		return img.TopLayer, err
-	})
+func (a storeImages) Resolve(ctx context.Context, ref string) (engine.Base, error) {
+	img, name, err := image.Image{}, "", fmt.Errorf("%w: %s", image.ErrNotFound, ref)
+	if a.pull.checksStore(ref) {
+		img, name, err = a.local(ref)
+	}
+	if a.pull.wants(ref, err) {
+		img, name, err = a.pull.pull(ctx, ref, a.lease)
+	}
 	if err != nil {
 		return engine.Base{}, err
 	}
@@ -73,6 +74,16 @@ func (a storeImages) Resolve(_ context.Context, ref string) (engine.Base, error)
 		return engine.Base{}, err
 	}
 	return resolvedBase(img, name, layers), nil
+}
+
+// local looks ref up in the store and holds what it finds.
+func (a storeImages) local(ref string) (img image.Image, name string, err error) {
+	_, err = a.lease.Hold(func() (string, error) {
+		var err error
+		img, name, err = localImage(a.s, ref)
+		return img.TopLayer, err
+	})
+	return img, name, err
 }
 
 // contextSource is the engine's view of an opened build context.

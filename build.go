@@ -13,6 +13,7 @@ import (
 	"github.com/stepexec/stepexec/image"
 	"github.com/stepexec/stepexec/internal/buildcontext"
 	"github.com/stepexec/stepexec/internal/engine"
+	"github.com/stepexec/stepexec/internal/registry"
 )
 
 // BuildOptions says what to build and where the image goes.
@@ -37,7 +38,14 @@ type BuildOptions struct {
 	// ("hello" → "localhost/hello:latest").
 	Tags []string
 	// Outputs are exports made after the image is stored.
-	Outputs []image.OCIOutput
+	Outputs []Output
+	// Push sends the image to every name of Tags (docker build --push).
+	Push bool
+	// Pull says when the images the Dockerfile names are pulled (default
+	// PullMissing).
+	Pull PullPolicy
+	// Registry configures pulls and pushes.
+	Registry RegistryOptions
 	// Parallel bounds how many independent stages build at once; <= 0 is
 	// the number of CPUs.
 	Parallel int
@@ -84,10 +92,8 @@ func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image
 	if err != nil {
 		return image.Image{}, err
 	}
-	for _, out := range opts.Outputs {
-		if err := image.CheckOutput(out); err != nil {
-			return image.Image{}, err
-		}
+	if err := checkOutputs(opts, names); err != nil {
+		return image.Image{}, err
 	}
 	progress := opts.Progress
 	if progress == nil {
@@ -107,7 +113,7 @@ func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image
 		}
 		// After a success, a layer that failed to go waits for `prune`.
 	}()
-	deps, err := b.engineDeps(lease)
+	deps, err := b.engineDeps(lease, basePuller{b: b, policy: opts.Pull, opts: opts.Registry, progress: progress})
 	if err != nil {
 		return image.Image{}, err
 	}
@@ -121,7 +127,29 @@ func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image
 	if err != nil {
 		return image.Image{}, err
 	}
-	return img, b.export(ctx, img, names, opts.Outputs, progress)
+	return img, b.export(ctx, img, names, opts, lease, progress)
+}
+
+// checkOutputs checks every output, and that --push has names to push
+// to, before the build starts.
+func checkOutputs(opts BuildOptions, names []string) error {
+	for _, out := range opts.Outputs {
+		if err := checkOutput(out); err != nil {
+			return err
+		}
+	}
+	if !opts.Push {
+		return nil
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("--push needs a name to push to: -t registry.example.com/app")
+	}
+	for _, n := range names {
+		if _, err := registry.ParseDestination(n); err != nil {
+			return fmt.Errorf("--push: %w", err)
+		}
+	}
+	return nil
 }
 
 // storeImage writes the target's image and names it.
@@ -149,28 +177,6 @@ func (b *Builder) storeImage(st engine.State, labels map[string]string, names []
 		progress.Event(Event{Kind: ImageNamed, Name: n})
 	}
 	return img, nil
-}
-
-// export writes the image to each output.
-func (b *Builder) export(ctx context.Context, img image.Image, names []string, outputs []image.OCIOutput, progress Progress) error {
-	if len(outputs) == 0 {
-		return nil
-	}
-	layers, err := b.images.Layers(img)
-	if err != nil {
-		return err
-	}
-	for _, out := range outputs {
-		if out.Name == "" && len(names) > 0 {
-			out.Name = names[0]
-		}
-		manifest, err := image.WriteOCI(ctx, img, layers, b.store, out)
-		if err != nil {
-			return err
-		}
-		progress.Event(Event{Kind: OutputWritten, Name: out.Dest, Digest: manifest.String()})
-	}
-	return nil
 }
 
 func normalizeTags(tags []string) ([]string, error) {

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 
 	"github.com/stepexec/stepexec"
-	"github.com/stepexec/stepexec/image"
 )
 
 // A program embedding stepexec with a main of its own: serve the re-exec
@@ -33,7 +32,7 @@ func Example() {
 	res, err := b.Build(ctx, stepexec.BuildOptions{
 		ContextDir: "examples/hello",
 		Tags:       []string{"hello"},
-		Outputs:    []image.OCIOutput{{Dest: "hello-oci"}},
+		Outputs:    []stepexec.Output{{Type: "oci", Dest: "hello-oci"}},
 	})
 	if err != nil {
 		log.Fatal(err)

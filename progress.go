@@ -56,7 +56,10 @@ const (
 	Warning        = engine.Warning        // something the user should know: Text
 	ImageWritten   = engine.ImageWritten   // the image is stored: Digest (image ID)
 	ImageNamed     = engine.ImageNamed     // a name points at the image: Name
-	OutputWritten  = engine.OutputWritten  // the image was exported: Name (the destination), Digest (its manifest)
+	OutputWritten  = engine.OutputWritten  // the image was exported: Name (the destination), Text (the type), Digest (an oci output's manifest)
+	ImagePulling   = engine.ImagePulling   // an image is being pulled: Name (the reference as given)
+	ImagePulled    = engine.ImagePulled    // the pull is stored: Name (the stored name), Digest (image ID), Duration
+	ImagePushed    = engine.ImagePushed    // the image is in a registry: Name (the reference), Digest (its manifest), Duration
 )
 
 // ProgressFunc makes a Progress of a callback, called for every event,

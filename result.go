@@ -22,11 +22,17 @@ type Result struct {
 	Image image.Image
 }
 
-// Export is one output a build wrote.
+// Export is one output a build wrote, or one push it made.
 type Export struct {
-	// Dest is the OCI layout directory or archive written.
+	// Dest is the directory or archive written (BuildOptions.Outputs), or
+	// the reference pushed to (--push, type=image,push=true,
+	// type=registry).
 	Dest string
-	// Digest is the manifest's digest in it ("sha256:…").
+	// Type is the output's type: oci, docker, local, tar, or registry for
+	// a push.
+	Type string
+	// Digest is the manifest's digest ("sha256:…") of an oci output or a
+	// push; empty for the other types.
 	Digest string
 }
 
@@ -69,7 +75,11 @@ func (r *recorder) Event(e Event) {
 		r.mu.Unlock()
 	case OutputWritten:
 		r.mu.Lock()
-		r.exports = append(r.exports, Export{Dest: e.Name, Digest: e.Digest})
+		r.exports = append(r.exports, Export{Dest: e.Name, Type: e.Text, Digest: e.Digest})
+		r.mu.Unlock()
+	case ImagePushed:
+		r.mu.Lock()
+		r.exports = append(r.exports, Export{Dest: e.Name, Type: "registry", Digest: e.Digest})
 		r.mu.Unlock()
 	}
 	r.next.Event(e)

@@ -30,9 +30,10 @@ func TestRecorder(t *testing.T) {
 	rec.Event(Event{Kind: ImageWritten, Digest: "sha256:abc"})
 	rec.Event(Event{Kind: ImageNamed, Name: "localhost/a:latest"})
 	rec.Event(Event{Kind: ImageNamed, Name: "localhost/b:1"})
-	rec.Event(Event{Kind: OutputWritten, Name: "/out/oci", Digest: "sha256:m1"})
-	rec.Event(Event{Kind: OutputWritten, Name: "/out/x.tar", Digest: "sha256:m2"})
-	if got, want := seen.Load(), int64(8*50*2+5); got != want {
+	rec.Event(Event{Kind: OutputWritten, Name: "/out/oci", Text: "oci", Digest: "sha256:m1"})
+	rec.Event(Event{Kind: OutputWritten, Name: "/out/rootfs", Text: "local"})
+	rec.Event(Event{Kind: ImagePushed, Name: "127.0.0.1:5000/a:latest", Digest: "sha256:m2"})
+	if got, want := seen.Load(), int64(8*50*2+6); got != want {
 		t.Errorf("the callback saw %d events, want %d", got, want)
 	}
 	res := rec.result(image.Image{ID: "abc"})
@@ -42,7 +43,8 @@ func TestRecorder(t *testing.T) {
 	if want := []string{"localhost/a:latest", "localhost/b:1"}; !slices.Equal(res.Names, want) {
 		t.Errorf("Names %v, want %v", res.Names, want)
 	}
-	if want := []Export{{"/out/oci", "sha256:m1"}, {"/out/x.tar", "sha256:m2"}}; !slices.Equal(res.Exports, want) {
+	want := []Export{{"/out/oci", "oci", "sha256:m1"}, {"/out/rootfs", "local", ""}, {"127.0.0.1:5000/a:latest", "registry", "sha256:m2"}}
+	if !slices.Equal(res.Exports, want) {
 		t.Errorf("Exports %v, want %v", res.Exports, want)
 	}
 }

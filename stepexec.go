@@ -104,7 +104,8 @@ func Open(opts ...Option) (*Builder, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("stepexec: Open needs uid 0: call EnterNamespace first")
 	}
-	store, err := snapshot.Open(snapshot.Options{Root: o.root, RunRoot: o.runRoot})
+	singleUID := userns.InUserNamespace() && userns.CurrentMode() == userns.SingleUID
+	store, err := snapshot.Open(snapshot.Options{Root: o.root, RunRoot: o.runRoot, SquashOwners: singleUID})
 	if err != nil {
 		return nil, err
 	}

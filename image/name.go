@@ -96,3 +96,6 @@ func SplitName(name string) (repo, tag string) {
 	}
 	return named.Name(), tag
 }
+
+// HasDigest reports whether ref names an image by digest (name@sha256:…).
+func HasDigest(ref string) bool { return strings.Contains(ref, "@") }

@@ -164,6 +164,14 @@ func (st *Store) Put(config dockerspec.DockerOCIImage, layers []Layer, names []s
 	return st.byID(id)
 }
 
+// Tag adds names (normalized) to img; a name another image held moves.
+func (st *Store) Tag(img Image, names []string) error {
+	if err := st.s.AddNames(img.ID, names); err != nil {
+		return fmt.Errorf("naming image %s %s: %w", img.ID, strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
 // Get finds an image by name (short or qualified) or by ID or ID prefix.
 func (st *Store) Get(ref string) (Image, error) {
 	img, _, err := st.Resolve(ref)

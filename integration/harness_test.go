@@ -101,11 +101,12 @@ type account struct {
 	name     string
 	uid, gid int
 	home     string
-	root     string // --root
-	runRoot  string // --runroot
-	tmp      string // TMPDIR: stepexec's temp dirs must not outlive a command
-	work     string // scratch files the user can read and write
-	since    int64  // nowTicks() when the account was made
+	root     string   // --root
+	runRoot  string   // --runroot
+	tmp      string   // TMPDIR: stepexec's temp dirs must not outlive a command
+	work     string   // scratch files the user can read and write
+	since    int64    // nowTicks() when the account was made
+	env      []string // more KEY=VALUE for every command (they win)
 }
 
 // accounts returns the users to run the suite as: the unprivileged test
@@ -196,6 +197,7 @@ func (a *account) command(ctx context.Context, args ...string) *exec.Cmd {
 func (a *account) commandOf(ctx context.Context, prog string, args ...string) *exec.Cmd {
 	env := []string{"HOME=" + a.home, "USER=" + a.name, "TMPDIR=" + a.tmp,
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	env = append(env, a.env...)
 	var cmd *exec.Cmd
 	if os.Getuid() == 0 && a.uid != 0 {
 		all := append([]string{"--reuid=" + strconv.Itoa(a.uid), "--regid=" + strconv.Itoa(a.gid), "--init-groups", "--", prog}, args...)

@@ -172,11 +172,12 @@ func CommitOptionsOf(opts []CommitOpt) CommitOptions {
 
 // LayerID is containers/image's layer ID for diffID on parent, which lets
 // podman and stepexec share layers: a base layer's is its DiffID's hex, a
-// child's sha256hex(parentID + "+" + diffID.String()).
+// child's sha256hex(parentID + "+" + diffID's hex) (go.podman.io/image's
+// storage destination, layerID; podman 4.3 computes the same).
 func LayerID(parent string, diffID digest.Digest) string {
 	if parent == "" {
 		return diffID.Encoded()
 	}
-	sum := sha256.Sum256([]byte(parent + "+" + diffID.String()))
+	sum := sha256.Sum256([]byte(parent + "+" + diffID.Encoded()))
 	return hex.EncodeToString(sum[:])
 }

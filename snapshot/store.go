@@ -25,6 +25,11 @@ type Options struct {
 	// RunRoot is the run root; "" = the one podman 4.3 (Debian 12) run by the
 	// same user picks, so both share locks and mount state. See DefaultRunRoot.
 	RunRoot string
+	// SquashOwners makes layers written through the store's driver (a
+	// registry pull) keep going when a file's owner cannot be set,
+	// leaving it owned by root, as podman's ignore_chown_errors: for a
+	// user namespace that maps one id (single-uid mode).
+	SquashOwners bool
 }
 
 // Store is a containers/storage store plus the snapshots this process made.
@@ -75,6 +80,9 @@ func Open(opts Options) (*Store, error) {
 	// (EXDEV). We never mount through the driver, so there is nothing to
 	// keep private; later options win over storage.conf's.
 	so.GraphDriverOptions = append(dropMountProgram(defaults.GraphDriverOptions), "overlay.skip_mount_home=true")
+	if opts.SquashOwners {
+		so.GraphDriverOptions = append(so.GraphDriverOptions, "overlay.ignore_chown_errors=true")
+	}
 	// Store-level id maps would make the store chown-copy every layer.
 	so.UIDMap, so.GIDMap = nil, nil
 	if opts.Root != "" {

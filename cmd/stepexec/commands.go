@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,10 +25,11 @@ import (
 type buildFlags struct {
 	tags, outputs, buildArgs, argFiles, secrets, labels []string
 	noCacheFilter                                       []string
-	file, progress, target, iidfile, platform           string
-	quiet, noCache                                      bool
+	file, progress, target, iidfile, platform, pull     string
+	quiet, noCache, push                                bool
 	memory                                              string
 	pidsLimit                                           int64
+	registry                                            registryFlags
 }
 
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -51,6 +51,7 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 			if err != nil {
 				return usageError{err}
 			}
+			opts.Registry = bf.registry.options(cmd.Flags())
 			b, err := openBuilder(g)
 			if err != nil {
 				return err
@@ -58,6 +59,7 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 			defer b.Close()
 			p := newProgress(mode, os.Stderr)
 			opts.Progress = p
+			opts.Registry.Report = p.transferLog()
 			res, err := b.Build(ctx, opts)
 			p.Finish(err)
 			if err != nil {
@@ -75,7 +77,11 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 	f := cmd.Flags()
 	f.StringArrayVarP(&bf.tags, "tag", "t", nil, "name the image (repeatable), e.g. -t app or -t app:1.0")
 	f.StringVarP(&bf.file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile; - reads it from stdin)")
-	f.StringArrayVarP(&bf.outputs, "output", "o", nil, "also export the image: type=oci,dest=DIR or type=oci,dest=FILE.tar (repeatable)")
+	f.StringArrayVarP(&bf.outputs, "output", "o", nil, "also export the image (repeatable): type=oci,dest=DIR|FILE.tar; type=docker,dest=FILE.tar; type=local,dest=DIR; type=tar,dest=FILE; type=registry,name=REF; type=image,name=REF[,push=true]")
+	f.BoolVar(&bf.push, "push", false, "push the image to every -t name")
+	f.StringVar(&bf.pull, "pull", "missing", "when to pull the images the Dockerfile names: missing, always (bare --pull) or never")
+	f.Lookup("pull").NoOptDefVal = "always"
+	bf.registry.add(f)
 	f.StringVar(&bf.progress, "progress", "auto", "progress output: auto, plain or tty")
 	f.StringVar(&bf.target, "target", "", "build this stage (default: the last)")
 	f.StringArrayVar(&bf.buildArgs, "build-arg", nil, "set a build argument: KEY=VALUE, or KEY to take its value from the environment (repeatable)")
@@ -93,35 +99,12 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 }
 
 // parseOutputs reads docker's --output CSV syntax.
-func parseOutputs(specs []string) ([]image.OCIOutput, error) {
-	var outs []image.OCIOutput
+func parseOutputs(specs []string) ([]stepexec.Output, error) {
+	outs := make([]stepexec.Output, 0, len(specs))
 	for _, spec := range specs {
-		kv := map[string]string{}
-		for _, field := range strings.Split(spec, ",") {
-			k, v, ok := strings.Cut(field, "=")
-			if !ok {
-				return nil, fmt.Errorf("--output %q: %q is not KEY=VALUE (want type=oci,dest=PATH)", spec, field)
-			}
-			kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-		if kv["type"] != "oci" {
-			return nil, fmt.Errorf("--output %q: type %q is not supported yet (only type=oci)", spec, kv["type"])
-		}
-		if kv["dest"] == "" {
-			return nil, fmt.Errorf("--output %q: dest=PATH is required", spec)
-		}
-		out := image.OCIOutput{Dest: kv["dest"]}
-		if n := kv["name"]; n != "" {
-			nn, err := image.Normalize(n)
-			if err != nil {
-				return nil, fmt.Errorf("--output %q: %w", spec, err)
-			}
-			out.Name = nn
-		}
-		for k := range kv {
-			if k != "type" && k != "dest" && k != "name" {
-				return nil, fmt.Errorf("--output %q: option %q is not supported", spec, k)
-			}
+		out, err := stepexec.ParseOutput(spec)
+		if err != nil {
+			return nil, err
 		}
 		outs = append(outs, out)
 	}

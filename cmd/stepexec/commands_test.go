@@ -14,10 +14,19 @@ func TestParseOutputs(t *testing.T) {
 		{in: "type=oci,dest=/tmp/x", dest: "/tmp/x"},
 		{in: "type=oci,dest=out.tar,name=app:1", dest: "out.tar", name: "localhost/app:1"},
 		{in: " type = oci , dest = d ", dest: "d"},
-		{in: "type=docker,dest=x", err: `type "docker" is not supported yet`},
-		{in: "dest=x", err: `type "" is not supported yet`},
+		{in: "type=docker,dest=x.tar,name=app", dest: "x.tar", name: "localhost/app:latest"},
+		{in: "type=local,dest=out", dest: "out"},
+		{in: "type=tar,dest=out.tar", dest: "out.tar"},
+		{in: `type=registry,"name=127.0.0.1:5000/a,127.0.0.1:5000/b"`, name: "127.0.0.1:5000/a"},
+		{in: "type=image,name=reg.example/app,push=true", name: "reg.example/app"},
+		{in: "type=registry,name=r.example/a,compression=zstd", name: "r.example/a"},
+		{in: "type=image,name=x,push=maybe", err: `push: "maybe" is not true or false`},
+		{in: "type=ftp,dest=x", err: `type "ftp" is not supported`},
+		{in: "dest=x", err: "type= is required"},
 		{in: "type=oci", err: "dest=PATH is required"},
-		{in: "type=oci,dest=x,compression=zstd", err: `option "compression" is not supported`},
+		{in: "type=local", err: "dest=PATH is required"},
+		{in: "type=oci,dest=x,compression=zstd", err: `option "compression" does not apply to type=oci`},
+		{in: "type=local,dest=x,name=y", err: `option "name" does not apply to type=local`},
 		{in: "oci", err: "is not KEY=VALUE"},
 	}
 	for _, c := range cases {
@@ -28,7 +37,11 @@ func TestParseOutputs(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || len(outs) != 1 || outs[0].Dest != c.dest || outs[0].Name != c.name {
+		name := ""
+		if err == nil && len(outs) == 1 && len(outs[0].Names) > 0 {
+			name = outs[0].Names[0]
+		}
+		if err != nil || len(outs) != 1 || outs[0].Dest != c.dest || name != c.name {
 			t.Errorf("parseOutputs(%q) = %+v, %v", c.in, outs, err)
 		}
 	}

@@ -58,6 +58,10 @@ func run() int {
 	rootCmd.AddCommand(
 		buildCommand(ctx, &g),
 		importCommand(ctx, &g),
+		pullCommand(ctx, &g),
+		pushCommand(ctx, &g),
+		loginCommand(ctx),
+		logoutCommand(),
 		imagesCommand(&g),
 		inspectCommand(&g),
 		rmiCommand(&g),

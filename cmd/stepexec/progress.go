@@ -106,8 +106,38 @@ func (p *progressPrinter) Event(e stepexec.Event) {
 	case stepexec.ImageNamed:
 		fmt.Fprintf(p.w, "%snaming to %s done\n", pre, e.Name)
 	case stepexec.OutputWritten:
-		fmt.Fprintf(p.w, "%sexporting OCI image to %s done\n", pre, e.Name)
+		fmt.Fprintf(p.w, "%sexporting %s to %s done\n", pre, outputKind(e.Text), e.Name)
+	case stepexec.ImagePulling:
+		fmt.Fprintf(p.w, "%spulling %s\n", pre, e.Name)
+	case stepexec.ImagePulled:
+		fmt.Fprintf(p.w, "%spulled %s %s in %.3fs\n", pre, e.Name, e.Digest, e.Duration.Seconds())
+	case stepexec.ImagePushed:
+		fmt.Fprintf(p.w, "%spushed %s@%s in %.3fs\n", pre, e.Name, e.Digest, e.Duration.Seconds())
 	}
+}
+
+// outputKind names what an --output type writes.
+func outputKind(typ string) string {
+	switch typ {
+	case "oci", "":
+		return "OCI image"
+	case "docker":
+		return "docker archive"
+	case "local":
+		return "root filesystem"
+	case "tar":
+		return "root filesystem tar"
+	}
+	return typ
+}
+
+// transferLog is where a build's pulls and pushes write their
+// podman-style lines: shown in plain mode, dropped otherwise.
+func (p *progressPrinter) transferLog() io.Writer {
+	if p.tty || p.w == io.Discard {
+		return nil
+	}
+	return &lineWriter{p: p, prefix: "registry: "}
 }
 
 func (p *progressPrinter) ttyEvent(n int, e stepexec.Event) {
@@ -139,7 +169,13 @@ func (p *progressPrinter) ttyEvent(n int, e stepexec.Event) {
 	case stepexec.ImageNamed:
 		fmt.Fprintf(p.w, " => naming to %s\n", e.Name)
 	case stepexec.OutputWritten:
-		fmt.Fprintf(p.w, " => exporting OCI image to %s\n", e.Name)
+		fmt.Fprintf(p.w, " => exporting %s to %s\n", outputKind(e.Text), e.Name)
+	case stepexec.ImagePulling:
+		fmt.Fprintf(p.w, "\r\x1b[2K => pulling %s", e.Name)
+	case stepexec.ImagePulled:
+		fmt.Fprintf(p.w, "\r\x1b[2K => pulled %s  %.2fs\n", e.Name, e.Duration.Seconds())
+	case stepexec.ImagePushed:
+		fmt.Fprintf(p.w, " => pushed %s@%s  %.2fs\n", e.Name, e.Digest, e.Duration.Seconds())
 	}
 }
 

@@ -61,7 +61,7 @@ func plan(ctx context.Context, req Request, deps Deps) ([]*stagePlan, error) {
 		b, err := deps.Images.Resolve(ctx, ref)
 		if err != nil {
 			if errors.Is(err, image.ErrNotFound) {
-				err = fmt.Errorf("%s %q not found in the store (import one with `stepexec import`; `stepexec images` lists them)", what, ref)
+				err = fmt.Errorf("%s %q not found in the store (pull it with `stepexec pull`, or import one with `stepexec import`; `stepexec images` lists them)", what, ref)
 			}
 			errs.add(loc.Errorf("%w", err))
 			images[ref] = nil

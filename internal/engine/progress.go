@@ -45,9 +45,19 @@ const (
 	ImageWritten
 	// ImageNamed: a name now points at the image (Name).
 	ImageNamed
-	// OutputWritten: the image was exported (Name = destination, Digest =
-	// the manifest's digest).
+	// OutputWritten: the image was exported (Name = destination, Text =
+	// the output's type: oci, docker, local, tar; Digest = the manifest's
+	// digest for oci).
 	OutputWritten
+	// ImagePulling: an image is being pulled from its registry (Name =
+	// the reference as given).
+	ImagePulling
+	// ImagePulled: the pull is stored (Name = the stored name, Digest =
+	// image ID, Duration).
+	ImagePulled
+	// ImagePushed: the image is in a registry (Name = the reference,
+	// Digest = the manifest's digest, Duration).
+	ImagePushed
 )
 
 // Event is one progress report. Vertex is zero for build-wide events.
