@@ -46,6 +46,11 @@ type BuildOptions struct {
 	// stages only (docker build --no-cache, --no-cache-filter).
 	NoCache       bool
 	NoCacheFilter []string
+	// Network is the network mode of RUN steps without a --network of
+	// their own (docker build --network): "" or "default" (private when a
+	// user-mode NAT helper works here, else host), "none", "host" or
+	// "private".
+	Network string
 	// Progress receives events and step output; nil discards them. It is
 	// called from concurrent stages.
 	Progress Progress
@@ -82,6 +87,10 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image
 			return image.Image{}, err
 		}
 	}
+	network, err := b.buildNetwork(opts.Network)
+	if err != nil {
+		return image.Image{}, err
+	}
 	progress := opts.Progress
 	if progress == nil {
 		progress = engine.DiscardProgress{}
@@ -104,8 +113,10 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (img image.Image
 	if err != nil {
 		return image.Image{}, err
 	}
-	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
-		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter}, deps)
+	req := engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
+		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter}
+	network.apply(&req)
+	res, err := engine.Solve(ctx, req, deps)
 	if err != nil {
 		return image.Image{}, err
 	}

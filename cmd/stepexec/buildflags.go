@@ -14,7 +14,7 @@ import (
 // options turns the build flags into build options and a progress mode.
 func (bf *buildFlags) options(contextDir string, stdin io.Reader) (stepexec.BuildOptions, string, error) {
 	opts := stepexec.BuildOptions{ContextDir: contextDir, Dockerfile: bf.file, Target: bf.target, Tags: bf.tags,
-		NoCache: bf.noCache, NoCacheFilter: bf.noCacheFilter}
+		NoCache: bf.noCache, NoCacheFilter: bf.noCacheFilter, Network: bf.network}
 	var err error
 	if opts.Outputs, err = parseOutputs(bf.outputs); err != nil {
 		return opts, "", err

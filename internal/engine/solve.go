@@ -12,6 +12,7 @@ import (
 
 	"github.com/stepexec/stepexec/dockerfile"
 	"github.com/stepexec/stepexec/image"
+	"github.com/stepexec/stepexec/runtime"
 	"github.com/stepexec/stepexec/snapshot"
 )
 
@@ -31,6 +32,13 @@ type Request struct {
 	// are still recorded. NoCacheFilter does so for the named stages only.
 	NoCache       bool
 	NoCacheFilter []string
+	// Network is the build's --network ("" or "default": none given); a
+	// RUN's own --network wins over it. DefaultNetwork is what a RUN gets
+	// when neither names a mode, and DefaultNetworkWarning is said once
+	// when such a RUN runs (a fallback to the host's network).
+	Network               string
+	DefaultNetwork        runtime.Network
+	DefaultNetworkWarning string
 }
 
 // Deps are what the engine runs steps with.
@@ -129,6 +137,7 @@ type build struct {
 	plans   []*stagePlan
 	results map[*dockerfile.Stage]*stageResult
 	sem     chan struct{}
+	warned  sync.Once // DefaultNetworkWarning
 }
 
 // stageResult is a stage's outcome, set once when done is closed.
