@@ -18,8 +18,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # uidmap: newuidmap/newgidmap. libseccomp-dev: the seccomp build tag.
+# slirp4netns, passt (pasta): RUN steps' private network, both tested.
 # skopeo, umoci, podman: interop checks in the integration suite.
-pkgs=(uidmap gcc pkg-config libseccomp-dev skopeo umoci podman ca-certificates curl)
+pkgs=(uidmap gcc pkg-config libseccomp-dev slirp4netns passt skopeo umoci podman ca-certificates curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,6 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The NAT helpers make each private step's tap device through /dev/net/tun
+# with the user's own rights: most distributions ship it 0666, some 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun
 fi
 
 # As root, stepexec runs RUN steps as root's subordinate ids (never as host
