@@ -62,6 +62,11 @@ type BuildOptions struct {
 	// them before it starts, saying why.
 	Memory    int64
 	PidsLimit int64
+	// Network is the network mode of RUN steps without a --network of
+	// their own (docker build --network): "" or "default" (private when a
+	// user-mode NAT helper works here, else host), "none", "host" or
+	// "private".
+	Network string
 	// Progress receives events and step output; nil discards them. It is
 	// called from concurrent stages (see ProgressFunc for a callback).
 	Progress Progress
@@ -95,6 +100,10 @@ func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image
 	if err := checkOutputs(opts, names); err != nil {
 		return image.Image{}, err
 	}
+	network, err := b.buildNetwork(opts.Network)
+	if err != nil {
+		return image.Image{}, err
+	}
 	progress := opts.Progress
 	if progress == nil {
 		progress = engine.DiscardProgress{}
@@ -117,9 +126,11 @@ func (b *Builder) build(ctx context.Context, opts BuildOptions) (img image.Image
 	if err != nil {
 		return image.Image{}, err
 	}
-	res, err := engine.Solve(ctx, engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
+	req := engine.Request{Graph: graph, Context: contextSource{bctx}, Secrets: opts.Secrets,
 		Parallel: opts.Parallel, Progress: progress, NoCache: opts.NoCache, NoCacheFilter: opts.NoCacheFilter,
-		Limits: opts.limits()}, deps)
+		Limits: opts.limits()}
+	network.apply(&req)
+	res, err := engine.Solve(ctx, req, deps)
 	if err != nil {
 		return image.Image{}, err
 	}

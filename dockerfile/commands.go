@@ -26,7 +26,7 @@ type Run struct {
 	Args   []string
 	File   *InlineFile // a "#!" heredoc to write and run, or nil
 
-	Network  string // --network: "" (the build's), "default", "none", "host"
+	Network  string // --network: "" or "default" (the build's), "none", "host"
 	Security string // --security: "" or "sandbox" ("insecure" is refused)
 	// Mounts are the --mount flags, unexpanded: Expander.Mounts parses them
 	// with the step's variables.

@@ -16,11 +16,6 @@ func (g *Graph) convertRun(c *instructions.RunCommand, pn parsedNode, s *Stage, 
 	if err := runCommandLine(r, c); err != nil {
 		return nil, err
 	}
-	switch r.Network {
-	case "", instructions.NetworkDefault, instructions.NetworkNone:
-	default:
-		problems.add(pn.loc, fmt.Errorf("RUN --network=%s is not supported yet: RUN steps get only a loopback interface (--network=none)", r.Network))
-	}
 	if r.Security == instructions.SecurityInsecure {
 		problems.add(pn.loc, errors.New("RUN --security=insecure is not supported: steps never get more privileges than docker's defaults"))
 	}

@@ -346,15 +346,19 @@ func TestMountErrors(t *testing.T) {
 // (Without the fix in init, the goroutine lands on the main thread in
 // about one run out of four.)
 func TestMainThreadStaysInBuilderNamespace(t *testing.T) {
-	rootfs, r := sharedRootfs(t), newRuntime(t)
+	// Every target exists (no stub that another step's teardown would
+	// remove from under this one): /etc/resolv.conf too.
+	plain, r := plainAlpine(t), newRuntime(t)
+	if err := os.WriteFile(filepath.Join(plain, "etc/resolv.conf"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := stepView(t, plain)
 	errc := make(chan error, 4)
 	for g := 0; g < cap(errc); g++ {
 		go func() {
 			var err error
 			for i := 0; i < 5 && err == nil; i++ {
 				_, err = r.Run(context.Background(), Spec{ID: fmt.Sprintf("ns%d-%d-%d", g, i, time.Now().UnixNano()), Rootfs: rootfs,
-					// An existing target: no stub that another step's
-					// teardown would remove from under this one.
 					Args: []string{"true"}, Env: alpineEnv, Mounts: []Mount{{Target: "/etc/motd", Source: Secret{Data: []byte("x")}}}})
 			}
 			errc <- err

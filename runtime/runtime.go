@@ -15,8 +15,12 @@
 // over stepexec's outer namespace, or, as real root, ids 0..65535 shifted
 // to root's subordinate ids so that host root is never mapped into a step;
 // its rootfs must then be idmapped to match, see snapshot.ForStep),
-// mount, pid, ipc, uts and network namespaces; the network has only "lo",
-// up.
+// mount, pid, ipc, uts and network namespaces. Its network (Spec.Network,
+// see network.go) has only "lo" (none), is the builder's own (host), or
+// reaches the host's through a user-mode NAT started for the step
+// (private, see nat.go); its /etc/hosts, /etc/hostname and
+// /etc/resolv.conf are generated for it and never land in the rootfs
+// (netfiles.go).
 // The process gets Docker's default capabilities, masked /proc paths and
 // seccomp profile (see defaultSeccomp), without no_new_privs, as docker
 // runs RUN steps. The profile is compiled once per Runtime, by
@@ -112,6 +116,7 @@ type Spec struct {
 	OnStart  func()    // called once the process is running; may be nil
 	Mounts   []Mount   // RUN --mount extras, mounted over the rootfs
 	Limits   Limits    // cgroup limits (see CheckLimits)
+	Network  Network   // "" is NetworkNone
 }
 
 // Result is the outcome of a step whose sandbox worked.
@@ -147,6 +152,12 @@ type Runtime struct {
 	mu      sync.Mutex
 	active  int // steps between config and teardown
 	watcher watcher
+
+	natOnce sync.Once // finds nat or natErr on first use
+	nat     natDriver
+	natErr  error
+	natOnly string         // the one NAT helper to use (tests of each); "" picks
+	reaping sync.WaitGroup // NAT helpers killed, not yet reaped
 }
 
 // New prepares a Runtime: creates its state dir and reads the id maps the
@@ -197,10 +208,12 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
-// Close stops the step watcher and removes the state dir.
+// Close stops the step watcher, reaps the steps' NAT helpers and removes
+// the state dir.
 func (r *Runtime) Close() error {
 	r.watcher.close()
 	r.filter.close()
+	r.reaping.Wait()
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		return fmt.Errorf("runtime: removing state dir: %w", err)
 	}
@@ -251,7 +264,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	}
 	st.container = c
 
-	p, err := st.start()
+	p, err := st.start(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -287,7 +300,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 
 // start starts the step's process in its container, and hands its pid 1 to
 // the watcher before letting it exec the command.
-func (s *step) start() (*libcontainer.Process, error) {
+func (s *step) start(ctx context.Context) (*libcontainer.Process, error) {
 	spec := s.spec
 	user := spec.User
 	groups := make([]int, len(user.AdditionalGIDs))
@@ -331,6 +344,9 @@ func (s *step) start() (*libcontainer.Process, error) {
 	if err := s.r.watcher.watch(pid, s.r.stateDir); err != nil {
 		return nil, err
 	}
+	if err := s.connectNetwork(ctx, pid); err != nil {
+		return nil, err
+	}
 	if err := s.container.Exec(); err != nil {
 		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
 	}
@@ -367,6 +383,7 @@ type step struct {
 	filter     *os.File // precompiled seccomp filter for the init to load; nil: libcontainer compiles it
 	container  *libcontainer.Container
 	process    *libcontainer.Process // non-nil while not yet waited for
+	nat        natSession            // a private step's NAT helper, while it runs
 }
 
 // teardown kills what is left, destroys the container, unmounts what
@@ -379,6 +396,7 @@ func (s *step) teardown() error {
 		_ = s.process.Signal(unix.SIGKILL)
 		_, _ = s.process.Wait()
 	}
+	s.disconnectNetwork()
 	if s.container != nil {
 		if err := s.container.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("runtime: destroying %s: %w", s.spec.ID, err))
@@ -452,36 +470,11 @@ func (s *step) config() (*configs.Config, error) {
 		s.recordMissing(m)
 	}
 
-	// /etc/hosts and /etc/hostname are generated per step but only bound
-	// over files the image already has: binding onto a missing path would
-	// leave a stub file in the layer. resolv.conf: the step has no network
-	// beyond lo, so the host's is bound only where the image has one.
-	if err := os.MkdirAll(s.files, 0o755); err != nil {
-		return nil, fmt.Errorf("runtime: %w", err)
+	netFiles, err := s.netFileMounts()
+	if err != nil {
+		return nil, err
 	}
-	generated := map[string]string{
-		"/etc/hosts":    "127.0.0.1\tlocalhost " + s.spec.Hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-		"/etc/hostname": s.spec.Hostname + "\n",
-	}
-	for _, dest := range []string{"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} {
-		if !s.existsRegular(dest) {
-			continue
-		}
-		src := "/etc/resolv.conf"
-		if content, ok := generated[dest]; ok {
-			src = filepath.Join(s.files, filepath.Base(dest))
-			if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
-				return nil, fmt.Errorf("runtime: %w", err)
-			}
-		} else if !isRegular(src) {
-			continue
-		}
-		mounts = append(mounts, &configs.Mount{
-			Source: src, Destination: dest, Device: "bind",
-			Flags:            unix.MS_BIND | unix.MS_REC,
-			PropagationFlags: []int{unix.MS_PRIVATE},
-		})
-	}
+	mounts = append(mounts, netFiles...)
 
 	extra, err := s.userMounts()
 	if err != nil {
@@ -506,13 +499,12 @@ func (s *step) config() (*configs.Config, error) {
 	s.applyLimits(cg)
 
 	caps := &configs.Capabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
-	return &configs.Config{
+	cfg := &configs.Config{
 		Rootfs:            s.rootfs,
 		Mounts:            mounts,
 		Devices:           specconv.AllowedDevices,
 		Hostname:          s.spec.Hostname,
-		Namespaces:        configs.Namespaces{{Type: configs.NEWUSER}, {Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWIPC}, {Type: configs.NEWUTS}, {Type: configs.NEWNET}},
-		Networks:          []*configs.Network{{Type: "loopback"}},
+		Namespaces:        configs.Namespaces{{Type: configs.NEWUSER}, {Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWIPC}, {Type: configs.NEWUTS}},
 		UIDMappings:       s.r.uids,
 		GIDMappings:       s.r.gids,
 		Capabilities:      caps,
@@ -525,7 +517,9 @@ func (s *step) config() (*configs.Config, error) {
 		Cgroups:           cg,
 		RootlessEUID:      false, // uid 0 in the outer namespace writes the nested map itself
 		RootlessCgroups:   !s.r.realRoot,
-	}, nil
+	}
+	s.netNamespaces(cfg)
+	return cfg, nil
 }
 
 // seccomp is the step's seccomp config for libcontainer: none when the
@@ -535,16 +529,4 @@ func (s *step) seccomp() *configs.Seccomp {
 		return nil
 	}
 	return s.r.seccomp
-}
-
-func (s *step) existsRegular(dest string) bool {
-	// Lstat: a symlink (e.g. /etc/resolv.conf -> ../run/...) is not bound
-	// over, so a mount never follows a link out of the rootfs.
-	fi, err := os.Lstat(filepath.Join(s.rootfs, dest))
-	return err == nil && fi.Mode().IsRegular()
-}
-
-func isRegular(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
 }

@@ -24,8 +24,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # uidmap: newuidmap/newgidmap. libseccomp-dev: the seccomp build tag.
-# skopeo, umoci, podman: interop checks in the integration suite.
-pkgs=(uidmap gcc pkg-config libseccomp-dev skopeo umoci podman ca-certificates curl)
+# slirp4netns, passt (pasta): RUN steps' private network, both tested.
+# skopeo, umoci, podman: interop checks in the integration suite;
+# docker-registry: the registry the pull/push tests start on 127.0.0.1;
+# bzip2, xz-utils, zstd: compressed base tarballs for import tests.
+pkgs=(uidmap gcc pkg-config libseccomp-dev slirp4netns passt skopeo umoci podman docker-registry
+  bzip2 xz-utils zstd ca-certificates curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,6 +56,12 @@ if [ -n "$apparmor" ]; then
   else
     echo "setup-host.sh: --apparmor: $restrict is not 1 here (AppArmor does not restrict user namespaces): no profile needed"
   fi
+fi
+
+# The NAT helpers make each private step's tap device through /dev/net/tun
+# with the user's own rights: most distributions ship it 0666, some 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  chmod 0666 /dev/net/tun
 fi
 
 # As root, stepexec runs RUN steps as root's subordinate ids (never as host

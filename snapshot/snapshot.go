@@ -260,6 +260,9 @@ func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt)
 		return Committed{}, err
 	}
 	upper := st.upper()
+	if err := s.pruneUpper(st); err != nil {
+		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
 	entries, err := os.ReadDir(upper)
 	if err != nil {
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: reading %s: %w", key, upper, err)
@@ -330,6 +333,19 @@ func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt)
 	}
 	c.Layer = toLayer(sl)
 	return c, nil
+}
+
+// pruneUpper drops the directories of st's upper dir that overlayfs only
+// copied up (see pruneCopiedUpDirs).
+func (s *Store) pruneUpper(st *snapState) error {
+	if st.snap.Parent == "" {
+		return nil
+	}
+	_, lowers, _, err := s.lowerDirs(st.snap.Parent)
+	if err != nil {
+		return err
+	}
+	return pruneCopiedUpDirs(st.upper(), lowers)
 }
 
 // dropLayerLinks removes the overlay driver's short-name links to layer id

@@ -16,7 +16,7 @@ import (
 // options turns the build flags into build options and a progress mode.
 func (bf *buildFlags) options(contextDir string, stdin io.Reader) (stepexec.BuildOptions, string, error) {
 	opts := stepexec.BuildOptions{ContextDir: contextDir, Dockerfile: bf.file, Target: bf.target, Tags: bf.tags,
-		NoCache: bf.noCache, NoCacheFilter: bf.noCacheFilter, Push: bf.push}
+		NoCache: bf.noCache, NoCacheFilter: bf.noCacheFilter, Push: bf.push, Network: bf.network}
 	var err error
 	if opts.Pull, err = stepexec.ParsePullPolicy(bf.pull); err != nil {
 		return opts, "", err

@@ -23,13 +23,13 @@ import (
 
 // buildFlags are docker build's flags that stepexec takes.
 type buildFlags struct {
-	tags, outputs, buildArgs, argFiles, secrets, labels []string
-	noCacheFilter                                       []string
-	file, progress, target, iidfile, platform, pull     string
-	quiet, noCache, push                                bool
-	memory                                              string
-	pidsLimit                                           int64
-	registry                                            registryFlags
+	tags, outputs, buildArgs, argFiles, secrets, labels      []string
+	noCacheFilter                                            []string
+	file, progress, target, iidfile, platform, pull, network string
+	quiet, noCache, push                                     bool
+	memory                                                   string
+	pidsLimit                                                int64
+	registry                                                 registryFlags
 }
 
 func buildCommand(ctx context.Context, g *globalFlags) *cobra.Command {
@@ -89,6 +89,7 @@ same time. The image ID is printed on stdout when the build succeeds.`,
 	f.StringArrayVar(&bf.secrets, "secret", nil, "a secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR (repeatable)")
 	f.StringArrayVar(&bf.labels, "label", nil, "add an image label KEY=VALUE (repeatable)")
 	f.StringVar(&bf.iidfile, "iidfile", "", "write the image ID to this file")
+	f.StringVar(&bf.network, "network", "default", "network of RUN steps without a --network of their own: default (private if slirp4netns or pasta works here, else host), none, host or private")
 	f.StringVar(&bf.platform, "platform", "", "target platform; only this machine's (linux/"+goruntime.GOARCH+") can be built")
 	f.BoolVarP(&bf.quiet, "quiet", "q", false, "print only the image ID (no progress)")
 	f.BoolVar(&bf.noCache, "no-cache", false, "rebuild every step instead of using the build cache (the results are cached again)")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,18 +81,26 @@ func connect(network, addr string) verdict {
 	return a.verdict()
 }
 
-// interfaces: the step's network has loopback only.
+// interfaces: the step's network has its own loopback and, on a private
+// network, the tap device of its NAT helper (a tun/tap device: sysfs
+// shows its tun_flags), none of the host's interfaces.
 func interfaces(args []string) verdict {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return unclear("listing interfaces: %v", err)
 	}
-	var names []string
+	var names, foreign []string
 	for _, i := range ifs {
 		names = append(names, i.Name)
+		if _, err := os.Stat("/sys/class/net/" + i.Name + "/tun_flags"); i.Name != "lo" && err != nil {
+			foreign = append(foreign, i.Name)
+		}
 	}
-	if len(names) != 1 || names[0] != "lo" {
+	if len(foreign) > 0 || !slices.Contains(names, "lo") {
 		return escaped("interfaces %s", strings.Join(names, " "))
 	}
-	return blocked("only lo")
+	if len(names) == 1 {
+		return blocked("only lo")
+	}
+	return blocked("only lo and the NAT's tap device (%s)", strings.Join(names, " "))
 }

@@ -42,7 +42,7 @@ type mountDef struct {
 // (the context's files, or a stage's key) among its inputs.
 func (r *stepRun) runKey(ctx context.Context, st State, c *dockerfile.Run, args []string, ms []dockerfile.Mount) (cache.Key, error) {
 	def := runDef{Args: args, Env: st.RunEnv().Environ(), User: st.Config().User, Cwd: st.workdir(),
-		Network: c.Network, Security: c.Security}
+		Network: r.networkMode(c), Security: c.Security}
 	if c.File != nil {
 		def.Script = c.File.Data
 	}

@@ -70,6 +70,7 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 		res, err = r.b.deps.Runner.Run(ctx, runtime.Spec{
 			ID: r.key(""), Rootfs: snap.Dir, Args: args, Env: env, Cwd: st.workdir(), User: u,
 			Hostname: r.b.req.BuildID[:12], Stdout: out, Stderr: out, Mounts: set.mounts, Limits: r.b.req.Limits,
+			Network: r.stepNetwork(c),
 			OnStart: func() { r.event(Event{Kind: SandboxCreated, Duration: time.Since(setupStart)}) },
 		})
 		if f, ok := out.(interface{ Flush() }); ok {
@@ -93,6 +94,30 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 	}
 	r.event(Event{Kind: SandboxRemoved, Duration: res.Teardown})
 	return st.withHistory(createdBy, commit.Empty), nil
+}
+
+// networkMode is the network mode a RUN asks for, its own --network or the
+// build's; "" when neither names one (a RUN's key then says "default", as
+// BuildKit's does, whatever mode this host gives such steps).
+func (r *stepRun) networkMode(c *dockerfile.Run) string {
+	for _, m := range []string{c.Network, r.b.req.Network} {
+		if m != "" && m != "default" {
+			return m
+		}
+	}
+	return ""
+}
+
+// stepNetwork is the mode the RUN's step gets: the one asked for, else the
+// host's default, whose warning (if any) is said once per build.
+func (r *stepRun) stepNetwork(c *dockerfile.Run) runtime.Network {
+	if m := r.networkMode(c); m != "" {
+		return runtime.Network(m)
+	}
+	if w := r.b.req.DefaultNetworkWarning; w != "" {
+		r.b.warned.Do(func() { r.b.req.Progress.Event(Event{Kind: Warning, Text: w}) })
+	}
+	return r.b.req.DefaultNetwork
 }
 
 // runEnv is a RUN's environment: the stage's variables, then the proxy

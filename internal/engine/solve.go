@@ -35,6 +35,13 @@ type Request struct {
 	// Limits cap every RUN step's memory and processes (not part of the
 	// cache key: a step that succeeds under a limit makes the same layer).
 	Limits runtime.Limits
+	// Network is the build's --network ("" or "default": none given); a
+	// RUN's own --network wins over it. DefaultNetwork is what a RUN gets
+	// when neither names a mode, and DefaultNetworkWarning is said once
+	// when such a RUN runs (a fallback to the host's network).
+	Network               string
+	DefaultNetwork        runtime.Network
+	DefaultNetworkWarning string
 }
 
 // Deps are what the engine runs steps with.
@@ -133,6 +140,7 @@ type build struct {
 	plans   []*stagePlan
 	results map[*dockerfile.Stage]*stageResult
 	sem     chan struct{}
+	warned  sync.Once // DefaultNetworkWarning
 }
 
 // stageResult is a stage's outcome, set once when done is closed.
