@@ -1,10 +1,13 @@
 package native
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,6 +17,7 @@ import (
 type entry struct {
 	id    fileID
 	ctime unix.StatxTimestamp
+	meta  string // a directory's mode, owner and xattrs (see dirMeta)
 }
 
 // fileID tells files apart: an inode number can be reused at once by a
@@ -24,7 +28,7 @@ type fileID struct {
 	btime unix.StatxTimestamp
 }
 
-const statxMask = unix.STATX_TYPE | unix.STATX_INO | unix.STATX_CTIME | unix.STATX_BTIME
+const statxMask = unix.STATX_TYPE | unix.STATX_MODE | unix.STATX_UID | unix.STATX_GID | unix.STATX_INO | unix.STATX_CTIME | unix.STATX_BTIME
 
 func statx(p string) (*unix.Statx_t, error) {
 	var st unix.Statx_t
@@ -66,10 +70,15 @@ func record(tree string) (map[string]entry, error) {
 		if err != nil {
 			return err
 		}
-		out[rel] = entryOf(st)
+		e := entryOf(st)
 		if !isDir(st) {
+			out[rel] = e
 			return nil
 		}
+		if e.meta, err = dirMeta(filepath.Join(tree, rel), st); err != nil {
+			return err
+		}
+		out[rel] = e
 		names, err := readNames(filepath.Join(tree, rel))
 		if err != nil {
 			return err
@@ -204,6 +213,17 @@ func (d *differ) entry(rel string, all bool) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		if write && !fresh && !below {
+			// Nothing in it changed, only its times (a file made and
+			// removed in it): as BuildKit's differ (sameDirent) and the
+			// overlay store, it stays out unless its mode, owner or
+			// xattrs changed.
+			meta, err := dirMeta(filepath.Join(d.tree, rel), st)
+			if err != nil {
+				return false, err
+			}
+			write = meta != prev.meta
+		}
 		write = write || below
 	}
 	if write {
@@ -239,4 +259,63 @@ func parentOf(rel string) string {
 		return dir
 	}
 	return ""
+}
+
+// dirMeta is what makes a directory differ from its parent's copy besides
+// its contents and times: mode, owner and xattrs.
+func dirMeta(p string, st *unix.Statx_t) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%o %d %d", st.Mode, st.Uid, st.Gid)
+	names, err := listXattrs(p)
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v, err := getXattr(p, n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, " %q=%q", n, v)
+	}
+	return b.String(), nil
+}
+
+func listXattrs(p string) ([]string, error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Llistxattr(p, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing xattrs of %s: %w", p, err)
+		}
+		var names []string
+		for _, n := range strings.Split(string(buf[:n]), "\x00") {
+			if n != "" {
+				names = append(names, n)
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(p, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading xattr %s of %s: %w", name, p, err)
+		}
+		return buf[:n], nil
+	}
 }
