@@ -54,6 +54,7 @@ func Enter(mode Mode) error {
 	if err := watchMe(); err != nil {
 		return err
 	}
+	handOverSealing()
 	switch mode {
 	case SubIDs:
 		if err := os.Setenv(ModeEnv, SubIDs.String()); err != nil {
@@ -112,6 +113,12 @@ func enteredChildSetup() error {
 func reexecSealed() error {
 	if exeseal.IsSelfExeCloned() {
 		return nil
+	}
+	if mem := inheritedSealed(); mem != nil {
+		path := "/proc/self/fd/" + strconv.Itoa(int(mem.Fd()))
+		err := unix.Exec(path, os.Args, keepWatch(os.Environ()))
+		mem.Close()
+		return fmt.Errorf("re-executing from the sealed copy %s: %w", path, err)
 	}
 	return execSealedCopy()
 }

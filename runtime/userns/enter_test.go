@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -22,8 +23,11 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		// Helper process: enter, then report what we got and exit.
 		m := SubIDs
-		if mode == "single" {
+		if strings.HasPrefix(mode, "single") {
 			m = SingleUID
+		}
+		if strings.HasSuffix(mode, "-early") {
+			StartSealing()
 		}
 		if err := Enter(m); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -33,7 +37,8 @@ func TestMain(m *testing.M) {
 		exe, _ := os.Readlink("/proc/self/exe")
 		mntns, _ := os.Readlink("/proc/self/ns/mnt")
 		_, leaked := os.LookupEnv(privateMountsEnv)
-		fmt.Printf("pid=%d euid=%d mode=%s exe=%s mntns=%s shared=%v leaked=%v\n%s", os.Getpid(), os.Geteuid(), CurrentMode(), exe, mntns, sharedMounts(), leaked, uid)
+		_, leakedSeal := os.LookupEnv(sealedEnv)
+		fmt.Printf("pid=%d euid=%d mode=%s exe=%s mntns=%s shared=%v leaked=%v leakedSeal=%v inherited=%v\n%s", os.Getpid(), os.Geteuid(), CurrentMode(), exe, mntns, sharedMounts(), leaked, leakedSeal, inheritedFDs(), uid)
 		os.Exit(7) // the parent must pass the child's status through
 	}
 	os.Exit(m.Run())
@@ -68,7 +73,7 @@ func TestEnterRealRoot(t *testing.T) {
 	if mntns == "" || mntns == hostNS {
 		t.Errorf("mount namespace %q, want a new one (not the test's %s)", mntns, hostNS)
 	}
-	want := fmt.Sprintf("pid=%d euid=0 mode=subids exe=/memfd:runc_cloned:stepexec (deleted) mntns=%s shared=[] leaked=false 0 0 4294967295", cmd.Process.Pid, mntns)
+	want := fmt.Sprintf("pid=%d euid=0 mode=subids exe=/memfd:runc_cloned:stepexec (deleted) mntns=%s shared=[] leaked=false leakedSeal=false inherited=%v 0 0 4294967295", cmd.Process.Pid, mntns, inheritedFDs())
 	if norm != want {
 		t.Errorf("got %q, want %q", norm, want)
 	}
@@ -101,10 +106,13 @@ func TestEnter(t *testing.T) {
 	}{
 		{"single", []string{"euid=0 mode=single-uid", fmt.Sprintf("0 %d 1", uid)}},
 		{"subids", []string{"euid=0 mode=subids", fmt.Sprintf("0 %d 1", uid), "1 "}},
+		// The parent copies the binary meanwhile and hands it over.
+		{"single-early", []string{"euid=0 mode=single-uid", fmt.Sprintf("0 %d 1", uid)}},
+		{"subids-early", []string{"euid=0 mode=subids", fmt.Sprintf("0 %d 1", uid), "1 "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
-			if tt.mode == "subids" {
+			if strings.HasPrefix(tt.mode, "subids") {
 				if err := Preflight(SubIDs); err != nil {
 					if os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" {
 						t.Fatal(err)
@@ -127,6 +135,27 @@ func TestEnter(t *testing.T) {
 			if !strings.Contains(norm, "exe=/memfd:") {
 				t.Errorf("not re-executed from a sealed memfd: %q", norm)
 			}
+			// Neither the hand-over's fds nor its variable reach the child
+			// (which inherits what this process was given, as any child).
+			if want := fmt.Sprintf("leakedSeal=false inherited=%v", inheritedFDs()); !strings.Contains(norm, want) {
+				t.Errorf("the sealed copy's hand-over leaked into the child: %q", norm)
+			}
 		})
 	}
+}
+
+// inheritedFDs lists the memfds and pipes open beyond stdio.
+func inheritedFDs() []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err != nil || n < 3 {
+			continue
+		}
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		if strings.HasPrefix(target, "/memfd:") || strings.HasPrefix(target, "pipe:") {
+			out = append(out, e.Name()+"->"+target)
+		}
+	}
+	return out
 }
