@@ -117,7 +117,12 @@ func Open(opts ...Option) (*Builder, error) {
 		store.Close()
 		return nil, err
 	}
-	rt, err := runtime.New(runtime.Options{StateDir: filepath.Join(state, "runc")})
+	filters, err := store.PersistentDir("seccomp")
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	rt, err := runtime.New(runtime.Options{StateDir: filepath.Join(state, "runc"), FilterCache: filters})
 	if err != nil {
 		store.Close()
 		return nil, err

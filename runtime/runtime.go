@@ -136,6 +136,10 @@ type Options struct {
 	// lower layers) fails with ELOOP then, and every step would copy the
 	// whole binary into a memfd instead. Empty means a new temp dir.
 	StateDir string
+	// FilterCache is a directory that outlives builds, where the seccomp
+	// filter compiled for steps is kept for the next build on this
+	// machine (seccomp_cache.go); "" compiles it once per Runtime.
+	FilterCache string
 }
 
 // Runtime runs steps. It is safe for concurrent Run calls with distinct IDs.
@@ -191,6 +195,7 @@ func New(opts Options) (*Runtime, error) {
 		gids:       gids,
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
 		seccomp:    sc,
+		filter:     precompiled{cacheDir: opts.FilterCache},
 	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {

@@ -62,7 +62,8 @@ func x32Supported() bool {
 // precompiled is a Runtime's captured filter (seccomp_capture.go), made
 // on first use and shared by its steps.
 type precompiled struct {
-	disabled bool // compile in every step's init, as libcontainer does (tests compare both)
+	disabled bool   // compile in every step's init, as libcontainer does (tests compare both)
+	cacheDir string // where captured filters are kept across builds; "" for nowhere (seccomp_cache.go)
 	once     sync.Once
 	file     *os.File // sealed filter file; nil when the capture failed
 	err      error    // why it failed
@@ -79,7 +80,7 @@ func (p *precompiled) get(cfg *configs.Seccomp) *os.File {
 		return nil
 	}
 	p.once.Do(func() {
-		p.file, p.filters, p.err = capture(cfg)
+		p.file, p.filters, p.err = capture(cfg, p.cacheDir)
 		if p.err != nil {
 			fmt.Fprintf(os.Stderr, "stepexec: warning: every RUN step compiles its seccomp filter (~25 ms): %v\n", p.err)
 		}
@@ -87,12 +88,12 @@ func (p *precompiled) get(cfg *configs.Seccomp) *os.File {
 	return p.file
 }
 
-func capture(cfg *configs.Seccomp) (*os.File, int, error) {
+func capture(cfg *configs.Seccomp, cacheDir string) (*os.File, int, error) {
 	inherited, err := ownFilters()
 	if err != nil {
 		return nil, 0, err
 	}
-	f, err := captureFilter(cfg)
+	f, err := cachedOrCaptured(cfg, cacheDir)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -104,4 +105,23 @@ func (p *precompiled) close() {
 	if p.file != nil {
 		p.file.Close()
 	}
+}
+
+// cachedOrCaptured returns the filter kept in cacheDir for cfg, else
+// captures it and keeps it there.
+func cachedOrCaptured(cfg *configs.Seccomp, cacheDir string) (*bpfFilter, error) {
+	key := ""
+	if cacheDir != "" {
+		key = filterCacheKey(cfg)
+	}
+	if key != "" {
+		if f := loadCachedFilter(cacheDir, key); f != nil {
+			return f, nil
+		}
+	}
+	f, err := captureFilter(cfg)
+	if err == nil && key != "" {
+		storeCachedFilter(cacheDir, key, f)
+	}
+	return f, err
 }
