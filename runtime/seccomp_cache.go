@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -100,5 +101,29 @@ func storeCachedFilter(dir, key string, f *bpfFilter) {
 	}
 	if os.Rename(tmp.Name(), filepath.Join(dir, key+".json")) != nil {
 		os.Remove(tmp.Name())
+		return
+	}
+	dropOldFilters(dir, keptFilters)
+}
+
+// keptFilters bounds the entries: each new binary (every build of it)
+// and kernel makes one (~10 KB), and only the newest are ever used.
+const keptFilters = 8
+
+// dropOldFilters removes all but the keep most recently written entries.
+func dropOldFilters(dir string, keep int) {
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(paths) <= keep {
+		return
+	}
+	mtime := map[string]int64{}
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil {
+			mtime[p] = fi.ModTime().UnixNano()
+		}
+	}
+	sort.Slice(paths, func(i, j int) bool { return mtime[paths[i]] > mtime[paths[j]] })
+	for _, p := range paths[keep:] {
+		os.Remove(p)
 	}
 }

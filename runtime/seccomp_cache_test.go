@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 )
 
 // TestFilterCache: the first build captures the filter and keeps it under
@@ -63,6 +65,15 @@ func TestFilterCache(t *testing.T) {
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".put-*")); len(leftovers) > 0 {
 		t.Errorf("temporary files left: %v", leftovers)
+	}
+
+	// Only the newest entries stay.
+	for i := range keptFilters + 3 {
+		storeCachedFilter(dir, fmt.Sprintf("k%02d", i), first)
+		time.Sleep(2 * time.Millisecond) // distinct mtimes
+	}
+	if kept, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(kept) != keptFilters || !slices.Contains(kept, filepath.Join(dir, fmt.Sprintf("k%02d.json", keptFilters+2))) {
+		t.Errorf("after %d more entries, kept %v: want the newest %d", keptFilters+3, kept, keptFilters)
 	}
 
 	// Another profile has another key.
