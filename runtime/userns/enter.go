@@ -114,12 +114,7 @@ func reexecSealed() error {
 	if exeseal.IsSelfExeCloned() {
 		return nil
 	}
-	if mem := inheritedSealed(); mem != nil {
-		path := "/proc/self/fd/" + strconv.Itoa(int(mem.Fd()))
-		err := unix.Exec(path, os.Args, keepWatch(os.Environ()))
-		mem.Close()
-		return fmt.Errorf("re-executing from the sealed copy %s: %w", path, err)
-	}
+	discardHandOver()
 	return execSealedCopy()
 }
 

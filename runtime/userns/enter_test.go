@@ -135,6 +135,11 @@ func TestEnter(t *testing.T) {
 			if !strings.Contains(norm, "exe=/memfd:") {
 				t.Errorf("not re-executed from a sealed memfd: %q", norm)
 			}
+			// With a hand-over, the parent's copy is what runs (the child's
+			// constructor executed it: no copy of its own).
+			if early := strings.Contains(norm, "exe=/memfd:runc_cloned:stepexec-early "); early != strings.HasSuffix(tt.mode, "-early") {
+				t.Errorf("running from the parent's early copy: %v, want %v: %q", early, !early, norm)
+			}
 			// Neither the hand-over's fds nor its variable reach the child
 			// (which inherits what this process was given, as any child).
 			if want := fmt.Sprintf("leakedSeal=false inherited=%v", inheritedFDs()); !strings.Contains(norm, want) {

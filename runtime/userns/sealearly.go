@@ -17,9 +17,13 @@ import (
 // moment StartSealing is called, and hands it to the child: the memfd and
 // the read end of a pipe, inherited under the numbers sealedEnv names.
 // The parent writes one byte to the pipe once the copy is complete and
-// sealed; the child execs the memfd after reading it, having checked the
-// seals itself, and makes its own copy when anything went wrong.
+// sealed; the child's C constructor (sealedexec.go) executes the memfd
+// after reading it, having checked the seals itself. When anything went
+// wrong the child runs on and makes its own copy (reexecSealed).
 const sealedEnv = "_STEPEXEC_SEALED_FDS" // "MEMFD,READY"
+
+// handOverMinFD is the lowest fd the hand-over uses.
+const handOverMinFD = 64
 
 // early is the copy StartSealing began; nil when none.
 var early *earlySeal
@@ -37,7 +41,9 @@ func StartSealing() {
 	if early != nil || isRealRoot() || isEnteredChild() {
 		return
 	}
-	mem, seal, err := exeseal.Memfd("stepexec")
+	// Named apart from the copy the child makes itself when there is no
+	// hand-over (tests tell the two paths apart by it).
+	mem, seal, err := exeseal.Memfd("stepexec-early")
 	if err != nil {
 		return
 	}
@@ -91,11 +97,13 @@ func handOverSealing() {
 	if early == nil {
 		return
 	}
-	memfd, err := unix.Dup(int(early.mem.Fd()))
+	// Above the fds the child's start puts its pipes on (3 and up: the
+	// user namespace protocol's), and without close-on-exec.
+	memfd, err := unix.FcntlInt(early.mem.Fd(), unix.F_DUPFD, handOverMinFD)
 	if err != nil {
 		return
 	}
-	readyfd, err := unix.Dup(int(early.ready.Fd()))
+	readyfd, err := unix.FcntlInt(early.ready.Fd(), unix.F_DUPFD, handOverMinFD)
 	if err != nil {
 		unix.Close(memfd)
 		return
@@ -103,29 +111,18 @@ func handOverSealing() {
 	_ = os.Setenv(sealedEnv, strconv.Itoa(memfd)+","+strconv.Itoa(readyfd))
 }
 
-// inheritedSealed returns the sealed copy the parent made, once it is
-// complete, or nil when there is none or it is not usably sealed. Either
-// way the inherited fds are not passed on.
-func inheritedSealed() *os.File {
+// discardHandOver closes the fds of a hand-over the child's constructor
+// did not take (it takes every one it can use, see sealedexec.go), so
+// that nothing else inherits them.
+func discardHandOver() {
 	v, ok := os.LookupEnv(sealedEnv)
 	if !ok {
-		return nil
+		return
 	}
 	os.Unsetenv(sealedEnv)
-	a, b, _ := strings.Cut(v, ",")
-	memfd, err1 := strconv.Atoi(a)
-	readyfd, err2 := strconv.Atoi(b)
-	if err1 != nil || err2 != nil || memfd < 3 || readyfd < 3 {
-		return nil
+	for _, f := range strings.Split(v, ",") {
+		if fd, err := strconv.Atoi(f); err == nil && fd >= handOverMinFD {
+			unix.Close(fd)
+		}
 	}
-	unix.CloseOnExec(memfd)
-	ready := os.NewFile(uintptr(readyfd), "sealed-ready")
-	defer ready.Close()
-	mem := os.NewFile(uintptr(memfd), "sealed-copy")
-	var buf [1]byte
-	if n, _ := ready.Read(buf[:]); n != 1 || !exeseal.IsCloned(mem) {
-		mem.Close()
-		return nil
-	}
-	return mem
 }
