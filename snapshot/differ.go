@@ -355,6 +355,13 @@ func isOverlayXattr(name string) bool {
 	return ok && strings.HasPrefix(rest, "overlay.")
 }
 
+// FileXattrs returns the extended attributes of the file at full (not
+// following a symlink) that go into a layer: all but overlayfs's own.
+func FileXattrs(full string) (map[string]string, error) {
+	x, _, _, err := readXattrs(full, false)
+	return x, err
+}
+
 // readXattrs returns the file's extended attributes minus overlay's own,
 // whether a directory is marked opaque, and the names of overlay's own.
 func readXattrs(full string, isDir bool) (map[string]string, bool, []string, error) {

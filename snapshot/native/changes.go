@@ -1,16 +1,18 @@
 package native
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/snapshot"
 )
 
 // entry is what Prepare records of a tree entry (see the package doc).
@@ -264,58 +266,14 @@ func parentOf(rel string) string {
 // dirMeta is what makes a directory differ from its parent's copy besides
 // its contents and times: mode, owner and xattrs.
 func dirMeta(p string, st *unix.Statx_t) (string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%o %d %d", st.Mode, st.Uid, st.Gid)
-	names, err := listXattrs(p)
+	xattrs, err := snapshot.FileXattrs(p)
 	if err != nil {
 		return "", err
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		v, err := getXattr(p, n)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, " %q=%q", n, v)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%o %d %d", st.Mode, st.Uid, st.Gid)
+	for _, n := range slices.Sorted(maps.Keys(xattrs)) {
+		fmt.Fprintf(&b, " %q=%q", n, xattrs[n])
 	}
 	return b.String(), nil
-}
-
-func listXattrs(p string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, 2*len(buf))
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing xattrs of %s: %w", p, err)
-		}
-		var names []string
-		for _, n := range strings.Split(string(buf[:n]), "\x00") {
-			if n != "" {
-				names = append(names, n)
-			}
-		}
-		return names, nil
-	}
-}
-
-func getXattr(p, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, 2*len(buf))
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading xattr %s of %s: %w", name, p, err)
-		}
-		return buf[:n], nil
-	}
 }
