@@ -77,7 +77,6 @@ func EnterNamespace(mode Mode) error {
 	// The re-executed child is already where the checks lead.
 	entered := os.Getenv(userns.ModeEnv) != "" && os.Geteuid() == 0 && userns.InUserNamespace()
 	if !entered {
-		userns.StartSealing() // in the background, for the child Enter starts
 		if err := userns.Preflight(mode); err != nil {
 			return err
 		}

@@ -152,6 +152,7 @@ type Runtime struct {
 	shift      *userns.Shift    // real root: how steps' ids are shifted; nil when they are not
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
 	filter     precompiled      // seccomp, compiled once for every step's init to load
+	sealing    sealCheck        // how steps' inits are protected (exeseal.go)
 
 	mu      sync.Mutex
 	active  int // steps between config and teardown
@@ -248,6 +249,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	// keep that thread until the step is over.
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
+	r.sealing.check(r.containers)
 	start := time.Now()
 	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID), filter: r.filter.get(r.seccomp)}
 	defer func() {

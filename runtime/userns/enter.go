@@ -36,7 +36,9 @@ func isEnteredChild() bool {
 // child Enter already re-exec'd it returns at once (after making "/"
 // rprivate so its mounts never propagate). Otherwise it
 // re-execs the binary with the same arguments into CLONE_NEWUSER|CLONE_NEWNS
-// with the mapping of mode, forwards SIGINT/SIGTERM/SIGHUP to the child
+// with the mapping of mode (the child's constructor, childns.go, enters the
+// namespaces; the child then runs from the binary itself, and libcontainer
+// seals each step's init), forwards SIGINT/SIGTERM/SIGHUP to the child
 // (which gets SIGKILL if the parent dies, across all of its re-execs: see
 // parentPIDEnv), and exits the process with the
 // child's exit status: in the parent Enter does not return unless it fails.
@@ -54,7 +56,10 @@ func Enter(mode Mode) error {
 	if err := watchMe(); err != nil {
 		return err
 	}
-	handOverSealing()
+	// The child's constructor enters the namespaces (childns.go).
+	if err := os.Setenv(childEnv, "1"); err != nil {
+		return err
+	}
 	switch mode {
 	case SubIDs:
 		if err := os.Setenv(ModeEnv, SubIDs.String()); err != nil {
@@ -80,9 +85,6 @@ func enteredChildSetup() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making / rprivate in the outer mount namespace: %w", err)
 	}
-	if err := reexecSealed(); err != nil {
-		return err
-	}
 	if CurrentMode() == SubIDs {
 		// pkg/unshare silently falls back to a single-id map when newuidmap
 		// fails: refuse to pretend we have the subid range.
@@ -99,23 +101,6 @@ func enteredChildSetup() error {
 		}
 	}
 	return nil
-}
-
-// reexecSealed re-executes the process once from a sealed memfd copy of
-// its binary unless it already runs from one. Why: libcontainer protects
-// /proc/self/exe for every step's "init" either with an overlay of the
-// binary's directory (which fails in the outer namespace: pkg/unshare
-// started us from a detached bind mount, so /proc/self/exe reads "/"; as
-// real root it works but costs an overlay mount per step, and fails with
-// ELOOP when the binary's directory holds the state dir) or by copying the
-// whole binary into a memfd per step (~9 MB, many ms). A binary that
-// already is a sealed memfd is used as is, so we pay the copy once.
-func reexecSealed() error {
-	if exeseal.IsSelfExeCloned() {
-		return nil
-	}
-	discardHandOver()
-	return execSealedCopy()
 }
 
 // execSealedCopy execs a sealed memfd copy of the running binary with the

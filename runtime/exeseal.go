@@ -1,0 +1,43 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/opencontainers/runc/libcontainer/exeseal"
+)
+
+// Each step's init must not run from a binary a step could reach and
+// rewrite (CVE-2019-5736). The rootless builder runs from its binary on
+// disk (runtime/userns/childns.go), and libcontainer then seals every
+// init through a read-only overlay of the binary's directory with one of
+// the state dir's, which costs about as little as not sealing. Overlayfs
+// refuses layers that overlap (ELOOP): with the state dir inside the
+// binary's directory libcontainer falls back to copying the whole binary
+// into a memfd for every step (~10 ms each). As real root the builder
+// runs from a sealed copy already and libcontainer uses it as is.
+type sealCheck struct {
+	once   sync.Once
+	copies bool // steps' inits are copies of the binary (warned once)
+}
+
+// check says once, on stderr, when steps will pay for a copy of the
+// binary each, and how to avoid it.
+func (c *sealCheck) check(stateDir string) {
+	c.once.Do(func() {
+		if exeseal.IsSelfExeCloned() {
+			return
+		}
+		f, err := exeseal.CloneSelfExe(stateDir)
+		if err != nil {
+			return // the step will fail with libcontainer's own error
+		}
+		defer f.Close()
+		if exeseal.IsCloned(f) { // a memfd: the overlay could not be made
+			c.copies = true
+			exe, _ := os.Readlink("/proc/self/exe")
+			fmt.Fprintf(os.Stderr, "stepexec: warning: every RUN step copies the binary (~10 ms each): its directory (of %s) overlaps the store's state directory %s; keep the binary outside the store's directories (e.g. in ~/.local/bin or /usr/local/bin)\n", exe, stateDir)
+		}
+	})
+}
