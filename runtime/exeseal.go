@@ -37,7 +37,7 @@ func (c *sealCheck) check(stateDir string) {
 		if exeseal.IsCloned(f) { // a memfd: the overlay could not be made
 			c.copies = true
 			exe, _ := os.Readlink("/proc/self/exe")
-			fmt.Fprintf(os.Stderr, "stepexec: warning: every RUN step copies the binary (~10 ms each): its directory (of %s) overlaps the store's state directory %s; keep the binary outside the store's directories (e.g. in ~/.local/bin or /usr/local/bin)\n", exe, stateDir)
+			fmt.Fprintf(os.Stderr, "stepexec: warning: every RUN step copies the binary (~10 ms each): libcontainer cannot protect it with an overlay of its directory (of %s), most likely because that directory holds the store's state directory %s; keep the binary outside the store's directories (e.g. in ~/.local/bin or /usr/local/bin)\n", exe, stateDir)
 		}
 	})
 }
