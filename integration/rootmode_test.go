@@ -247,22 +247,15 @@ type tarFile struct {
 	content []byte
 }
 
-// staticEuid builds a static program that prints its effective uid: it
-// runs on the host as well as in an Alpine step.
+// staticEuid builds testdata/euid, a static program that prints its
+// effective uid: it runs on the host as well as in an Alpine step.
 func staticEuid(t *testing.T) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	src := "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Println(os.Geteuid()) }\n"
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
+	bin, err := helperProgram("euid", []string{"CGO_ENABLED=0"}, "./integration/testdata/euid")
+	if err != nil {
+		t.Fatalf("building a static euid program: %v", err)
 	}
-	cmd := exec.Command("go", "build", "-o", "euid", "main.go")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building a static euid program: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "euid"))
+	b, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
