@@ -7,7 +7,8 @@
 #   run      (as vagrant, then as root) runs every test binary of the
 #                    suite; root runs the integration suite both as vagrant
 #                    (setpriv) and as root. Records a summary; exits 0 so the
-#                    next phase runs.
+#                    next phase runs. STEPEXEC_VAGRANT_RUN, a -test.run
+#                    pattern, runs a subset.
 #   summary  (any)   prints the phases' summaries; fails if a test failed
 #                    or a phase did not run
 set -euo pipefail
@@ -65,12 +66,15 @@ run() {
   [ -n "$tarball" ] || die "no Alpine minirootfs in $repo/.vagrant-build/alpine"
   export STEPEXEC_BINARY=$dir/bin/stepexec STEPEXEC_PREBUILT=$dir/bin STEPEXEC_ALPINE_TARBALL=$tarball
   export STEPEXEC_REQUIRE_ALL=1 STEPEXEC_TEST_USER=vagrant
+  # ATTACKS.md records the outcomes on CI's kernel; this one may refuse the
+  # same attacks with other errnos: the difference is logged, not failed.
+  export STEPEXEC_OTHER_KERNEL=1
   local summary=$results/$who.summary pass=0 fail=0 skip=0 failed=()
   : > "$summary.part"
-  say "running the suite as $who ($(wc -l < "$dir/tests/manifest") test binaries from $dir)"
+  say "running the suite as $who ($(wc -l < "$dir/tests/manifest") test binaries from $dir${STEPEXEC_VAGRANT_RUN:+, -test.run $STEPEXEC_VAGRANT_RUN})"
   while read -r name pkg; do
     local log=$results/$who-${name%.test}.log rc=0 t1=$SECONDS
-    (cd "$repo/$pkg" && "$dir/tests/$name" -test.v -test.count=1 -test.timeout=90m) > "$log" 2>&1 || rc=$?
+    (cd "$repo/$pkg" && "$dir/tests/$name" -test.v -test.count=1 -test.timeout=90m ${STEPEXEC_VAGRANT_RUN:+-test.run="$STEPEXEC_VAGRANT_RUN"}) > "$log" 2>&1 || rc=$?
     local p f s
     p=$(grep -cE '^ *--- PASS: ' "$log" || true)
     f=$(grep -cE '^ *--- FAIL: ' "$log" || true)
