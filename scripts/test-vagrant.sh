@@ -11,8 +11,9 @@
 # (scripts/vagrant/libvirtd-netns.sh): the VM's only network is the
 # isolated management network inside it, which reaches no other address.
 #
-# usage: scripts/test-vagrant.sh [--suite integration|all] [--keep]
+# usage: scripts/test-vagrant.sh [--suite integration|all] [--run PATTERN] [--keep]
 #   --suite  the integration suite (default) or every package's tests
+#   --run    only the tests matching PATTERN (go test -run), e.g. for CI
 #   --keep   leave the VM and libvirtd running (libvirtd-netns.sh stop
 #            STATE and its `run STATE vagrant destroy -f` clean up later)
 # Logs: .vagrant-build/logs/ (vagrant up's timestamped output, each test
@@ -26,8 +27,9 @@ suite=integration keep=''
 while [ $# -gt 0 ]; do
   case $1 in
     --suite) [ $# -ge 2 ] || die "--suite needs integration or all"; suite=$2; shift ;;
+    --run) [ $# -ge 2 ] || die "--run needs a pattern"; export STEPEXEC_VAGRANT_RUN=$2; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) die "unknown argument $1" ;;
   esac
   shift
@@ -81,7 +83,9 @@ cleanup() {
 up() {
   local t0=$SECONDS rc=0
   in_ns vagrant up debian12 2>&1 | while IFS= read -r line; do
-    printf '%5d %s\n' $((SECONDS - t0)) "$line"
+    line=${line##*$'\r'} # progress bars redraw with \r
+    line=${line//$'\e[K'/}
+    [ -z "$line" ] || printf '%5d %s\n' $((SECONDS - t0)) "$line"
   done | tee "$logs/vagrant-up.log" || rc=$?
   return "$rc"
 }
@@ -118,7 +122,9 @@ mkdir -p "$logs"
 rm -rf "$logs/stepexec-vagrant-results"
 in_ns true 2>/dev/null && die "a libvirtd of $state is already running: scripts/vagrant/libvirtd-netns.sh stop $state"
 trap cleanup EXIT
-scripts/vagrant/libvirtd-netns.sh start "$state"
+no_kvm=()
+[ "$driver" = kvm ] || no_kvm=(--no-kvm)
+scripts/vagrant/libvirtd-netns.sh start "$state" "${no_kvm[@]}"
 rc=0
 timed "vagrant up debian12" up || rc=$?
 in_ns vagrant ssh debian12 -c 'tar -C /var/tmp -cf - stepexec-vagrant-results' 2>/dev/null | tar -C "$logs" -xf - 2>/dev/null || true

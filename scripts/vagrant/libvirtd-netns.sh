@@ -9,7 +9,12 @@
 # so it shares nothing with a system libvirtd. vagrant runs inside it too
 # (`run`), talking to it at qemu:///system and to the guest over ssh.
 #
-# usage: libvirtd-netns.sh start STATE | run STATE CMD [ARG…] | stop STATE
+# With --no-kvm (a host whose /dev/kvm cannot boot guests: TCG only), an
+# empty file hides /dev/kvm in the namespace: else libvirt, finding KVM in
+# qemu's capabilities but /dev/kvm closed to its qemu user, probes qemu
+# again on every call (a minute before each VM starts).
+#
+# usage: libvirtd-netns.sh start STATE [--no-kvm] | run STATE CMD [ARG…] | stop STATE
 set -euo pipefail
 die() { echo "libvirtd-netns.sh: $*" >&2; exit 1; }
 [ $# -ge 2 ] || die "usage: libvirtd-netns.sh start|run|stop STATE [CMD…]"
@@ -60,6 +65,10 @@ CONF
   for pair in "${dirs[@]}"; do
     binds+="mount --bind '$state/${pair%%:*}' '${pair#*:}'; "
   done
+  if [ "${1:-}" = --no-kvm ] && [ -e /dev/kvm ]; then
+    install -m 0600 /dev/null "$state/no-kvm"
+    binds+="mount --bind '$state/no-kvm' /dev/kvm; "
+  fi
   setsid unshare --net --mount --propagation private -- bash -c "
     set -e
     ip link set lo up
@@ -107,7 +116,7 @@ stop() {
 }
 
 case $action in
-  start) start ;;
+  start) start "$@" ;;
   stop) stop ;;
   run) running || die "no libvirtd of $state is running (start it first)"; in_ns "$@" ;;
   *) die "unknown action $action" ;;

@@ -34,4 +34,4 @@ for p in "${pkgs[@]}"; do
   go test -c -tags "$tags" -o "$dir/tests/$name" "$p"
   echo "$name ${rel:-.}" >> "$dir/tests/manifest"
 done
-echo "prebuild.sh: $dir: $(ls "$dir/bin" | wc -l) programs, $(ls "$dir/tests" | wc -l) test binaries ($suite)"
+echo "prebuild.sh: $dir: $(ls "$dir/bin" | wc -l) programs, $(grep -c . "$dir/tests/manifest") test binaries ($suite)"
