@@ -31,7 +31,7 @@ import (
 // rootAccount is root's account: the test needs to run as root.
 func rootAccount(t *testing.T) *account {
 	t.Helper()
-	testenv.Need(t, os.Getuid() == 0, "root: this tests stepexec run as root (run the suite as root, as scripts/test.sh in CI does)")
+	testenv.NeedRoot(t, "to test stepexec run as root (scripts/test.sh in CI runs the suite as root)")
 	testenv.Need(t, fileExists(tarball), "Alpine tarball %s (set STEPEXEC_ALPINE_TARBALL)", tarball)
 	u, err := user.Current()
 	if err != nil {
