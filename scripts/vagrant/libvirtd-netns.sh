@@ -60,7 +60,7 @@ CONF
     if [ -d "$target" ]; then cp -a "$target" "$state/$d"; else mkdir -p "$state/$d"; fi
   done
   mkdir -p "$state/run"
-  mkdir -p /run/libvirt # the mount point; empty outside the namespace
+  mkdir -p /run/libvirt # the mount point (empty outside the namespaces), kept
   local binds=""
   for pair in "${dirs[@]}"; do
     binds+="mount --bind '$state/${pair%%:*}' '${pair#*:}'; "
@@ -111,7 +111,8 @@ stop() {
     kill -9 "${p#/proc/}" 2>/dev/null || true
   done
   rm -rf "$state"
-  rmdir /run/libvirt 2>/dev/null || true
+  # /run/libvirt stays: removing it would dissolve the bind mounts of every
+  # other instance's namespace on it.
   echo "libvirtd-netns.sh: stopped libvirtd $pid and removed $state"
 }
 
