@@ -41,12 +41,14 @@ start() {
   cp -a /etc/libvirt "$state/etc"
   rm -f "$state"/etc/qemu/networks/autostart/*.xml "$state"/etc/qemu/networks/*.xml
   rm -f "$state"/etc/qemu/*.xml "$state"/etc/storage/*.xml "$state"/etc/storage/autostart/*.xml
-  # No virtlogd or cgroups of its own; local root only (the socket exists
-  # only inside the mount namespace).
+  # No virtlogd, cgroups or mount namespace of qemu's own (that would try
+  # to carry the --no-kvm bind mount into it); local root only (the socket
+  # exists only inside the mount namespace).
   cat >> "$state/etc/qemu.conf" <<'CONF'
 stdio_handler = "file"
 security_driver = "none"
 cgroup_controllers = [ ]
+namespaces = [ ]
 CONF
   cat >> "$state/etc/libvirtd.conf" <<'CONF'
 auth_unix_ro = "none"
