@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -204,12 +203,9 @@ func parseVerdicts(out string, stepOf map[string]int) map[string]outcome {
 // read it.
 func buildProbe(t *testing.T) string {
 	t.Helper()
-	probeBin := filepath.Join(binDir, "stepexec-probe")
-	cmd := exec.Command("go", "build", "-o", probeBin, "./integration/probe")
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building stepexec-probe: %v\n%s", err, out)
+	probeBin, err := helperProgram("stepexec-probe", []string{"CGO_ENABLED=0"}, "./integration/probe")
+	if err != nil {
+		t.Fatalf("building stepexec-probe: %v", err)
 	}
 	return probeBin
 }

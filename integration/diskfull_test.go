@@ -26,7 +26,7 @@ import (
 // completed (and its layer), get the space back, and the store must take
 // the next build.
 func TestDiskFull(t *testing.T) {
-	testenv.Need(t, os.Getuid() == 0, "root, to mount a tmpfs for the store")
+	testenv.NeedRoot(t, "to mount a tmpfs for the store")
 	type diskCase struct {
 		name   string
 		run    string   // the RUN that fills the store's filesystem

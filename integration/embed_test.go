@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -32,12 +31,7 @@ func buildEmbedExample(t *testing.T) string {
 			embedErr = err
 			return
 		}
-		embedBinary = filepath.Join(binDir, "embed")
-		cmd := exec.Command("go", "build", "-tags", strings.TrimSpace(string(tags)), "-o", embedBinary, "./examples/embed")
-		cmd.Dir = repo
-		if out, err := cmd.CombinedOutput(); err != nil {
-			embedErr = fmt.Errorf("go build ./examples/embed: %w\n%s", err, out)
-		}
+		embedBinary, embedErr = helperProgram("embed", nil, "-tags", strings.TrimSpace(string(tags)), "./examples/embed")
 	})
 	if embedErr != nil {
 		t.Fatal(embedErr)

@@ -29,7 +29,11 @@ func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				a.mustRun(t, "build", "-t", "gcbase", a.writeContext(t, "gcbase", "FROM alpine\nRUN echo base > /base\n"))
-				ctxDir := a.writeContext(t, "gcchild-"+c.name, "FROM gcbase\nRUN echo "+stepMarker+" >/dev/null; sleep 4\n"+c.last+"\n")
+				// The step waits (a minute at most) for the file go the test
+				// writes into the context once rmi and prune are done: a
+				// fixed sleep was over before them on a slow machine (TCG).
+				ctxDir := a.writeContext(t, "gcchild-"+c.name, "FROM gcbase\nRUN --mount=type=bind,target=/ctx echo "+stepMarker+
+					" >/dev/null; for i in $(seq 600); do [ -e /ctx/go ] && break; sleep 0.1; done\n"+c.last+"\n")
 				b := a.start(t, "build", "--progress=plain", "-t", "gcchild", ctxDir)
 				b.waitFor(t, "sandbox created", 1)
 
@@ -45,6 +49,7 @@ func TestRmiOfTheBaseDuringABuild(t *testing.T) {
 				if r := a.mustRun(t, "prune", "--all"); strings.Contains(r.stdout, "Deleted image") || strings.Contains(r.stdout, "Deleted layer") {
 					t.Errorf("prune during the build deleted what it stands on: %s", r)
 				}
+				writeFileAs(t, a, filepath.Join(ctxDir, "go"), "")
 
 				code := b.wait(t)
 				stderr := b.Stderr()
@@ -221,8 +226,11 @@ func (a *account) removeOwnerDirs(t *testing.T) {
 			t.Fatalf("umount %s: %v %s", m, err, out)
 		}
 	}
-	if err := os.RemoveAll(snaps); err != nil {
-		t.Fatal(err)
+	// As the user itself (not root), overlay's work/work dirs (mode 0, of
+	// the user's namespace) go only from inside its namespace.
+	a.removeAll(t, snaps)
+	if _, err := os.Lstat(snaps); !os.IsNotExist(err) {
+		t.Fatalf("could not remove %s: %v", snaps, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"os"
 	"os/exec"
 	"os/user"
 	"strings"
@@ -13,7 +12,7 @@ import (
 // TestNoSubIDRangeIsDiagnosed: a user without /etc/subuid and /etc/subgid
 // entries is told so, in one sentence each, before anything happens.
 func TestNoSubIDRangeIsDiagnosed(t *testing.T) {
-	testenv.Need(t, os.Getuid() == 0, "root, to run as a second test user")
+	testenv.NeedRoot(t, "to run as a second test user")
 	u, err := user.Lookup("stepexec-nosub")
 	testenv.Need(t, err == nil, "user stepexec-nosub without subids (scripts/setup-host.sh --test-user makes it)")
 	a := newAccount(t, u)

@@ -186,6 +186,7 @@ func (a *account) hiddenCommand(t *testing.T, hide []string, args ...string) res
 // host's network with a one-line warning; a /dev/net/tun the user cannot
 // open is named with its fix.
 func TestNetworkDiagnosis(t *testing.T) {
+	testenv.NeedRoot(t, "to hide the NAT helpers in a mount namespace (unshare -m)")
 	_, err := exec.LookPath("unshare")
 	testenv.Need(t, err == nil, "unshare (util-linux)")
 	port := helloServer(t)

@@ -106,7 +106,7 @@ func mountOverlay(lower, upper, work *os.File, target string) error {
 		return fmt.Errorf("fsopen overlay: %w", err)
 	}
 	defer unix.Close(fsfd)
-	if err := unix.FsconfigSetFd(fsfd, "lowerdir+", int(lower.Fd())); errors.Is(err, unix.EINVAL) {
+	if err := unix.FsconfigSetFd(fsfd, "lowerdir+", int(lower.Fd())); noLayerFds(err) {
 		return mountOverlayLegacy(lower, upper, work, target)
 	} else if err != nil {
 		return fmt.Errorf("overlay lowerdir+ %s: %w", lower.Name(), err)
@@ -134,6 +134,14 @@ func mountOverlay(lower, upper, work *os.File, target string) error {
 		return fmt.Errorf("attaching an overlay at %s: %w", target, err)
 	}
 	return nil
+}
+
+// noLayerFds tells from fsconfig's answer to a lower layer given as an fd
+// that the kernel's overlay takes no layer fds: EOPNOTSUPP before 6.5,
+// where overlay still parses its options the legacy way (fsconfig refuses
+// every fd there), EINVAL from 6.5 to 6.12.
+func noLayerFds(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
 func mountOverlayLegacy(lower, upper, work *os.File, target string) error {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prepares a Debian/Ubuntu host for stepexec: the packages it and its tests
-# need, and (with --test-user NAME) an unprivileged user with a subuid/subgid
-# range for the integration suite. With --apparmor[=PATH], on hosts where
+# Prepares a Debian/Ubuntu (or Fedora) host for stepexec: the packages it
+# and its tests need, and (with --test-user NAME) an unprivileged user with a
+# subuid/subgid range for the integration suite. With --apparmor[=PATH], on hosts where
 # AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+), it
 # installs a profile letting the binary at PATH (default
 # /usr/local/bin/stepexec) create them. Needs root; safe to run again.
@@ -30,14 +30,33 @@ fi
 # bzip2, xz-utils, zstd: compressed base tarballs for import tests.
 pkgs=(uidmap gcc pkg-config libseccomp-dev slirp4netns passt skopeo umoci podman docker-registry
   bzip2 xz-utils zstd ca-certificates curl)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The same on Fedora (the Vagrantfile's fedora machine); glibc-static for
+# the seccomp tests' static program, docker-distribution's registry under
+# Debian's name.
+rpms=(shadow-utils gcc pkgconf-pkg-config libseccomp-devel glibc-static slirp4netns passt skopeo umoci podman
+  docker-distribution bzip2 xz zstd ca-certificates curl util-linux)
+if command -v dpkg-query >/dev/null; then
+  missing=()
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+elif command -v dnf >/dev/null; then
+  missing=()
+  for p in "${rpms[@]}"; do rpm -q "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    dnf install -y -q "${missing[@]}"
+  fi
+  if ! command -v docker-registry >/dev/null && [ -x /usr/bin/registry ]; then
+    ln -s /usr/bin/registry /usr/local/bin/docker-registry
+  fi
+else
+  echo "setup-host.sh: neither apt (Debian, Ubuntu) nor dnf (Fedora) here: install by hand: ${pkgs[*]}" >&2
+  exit 1
 fi
 
 # Ubuntu's AppArmor lets an unprivileged program use a user namespace only

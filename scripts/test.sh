@@ -19,6 +19,8 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet -tags "$tags" ./...
+# The Vagrantfile's machines (the VM run itself: scripts/test-vagrant.sh).
+scripts/vagrant/validate.sh
 go test -tags "$tags" -count=1 -timeout 20m ./...
 if [ "$(id -u)" -eq 0 ]; then
   go test -tags "$tags" -count=1 -timeout 10m -exec "$PWD/scripts/as-test-user" \

@@ -14,6 +14,23 @@ import (
 // run: a missing prerequisite is then a failure, not a skip.
 func RequireAll() bool { return os.Getenv("STEPEXEC_REQUIRE_ALL") == "1" }
 
+// NeedRoot skips the test unless it runs as root, even under RequireAll:
+// being root is not a prerequisite of the machine but of how the suite is
+// run. Its run as an unprivileged user (the Vagrant guests' first pass)
+// cannot run the test; its run as root (CI's, the guests' second) does.
+func NeedRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root, " + why + ": the suite's run as root covers it")
+	}
+}
+
+// OnRecordingKernel is false when STEPEXEC_OTHER_KERNEL=1 says the suite
+// runs on another kernel than the one its recorded outcomes (ATTACKS.md)
+// were made on, as in the Vagrant VMs: probes may be refused there with
+// other errnos, so a difference from the record is reported, not failed.
+func OnRecordingKernel() bool { return os.Getenv("STEPEXEC_OTHER_KERNEL") != "1" }
+
 // Need skips the test, or fails it under RequireAll, unless ok.
 func Need(t testing.TB, ok bool, format string, args ...any) {
 	t.Helper()

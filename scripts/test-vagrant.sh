@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The one command that runs the suite in the debian12 Vagrant VM (Debian 12,
+# its stock 6.1 kernel) on a bare Debian host, as root: installs what is
+# missing (vagrant, vagrant-libvirt, libvirt, qemu), builds the box offline
+# if it is not added (scripts/vagrant-box.sh), builds stepexec and the test
+# binaries here unless the guest has KVM (scripts/vagrant/prepare.sh), then
+# `vagrant up debian12` — boot, rsync, the suite as vagrant, then as root —
+# prints the results and the phase timings, and destroys the VM.
+#
+# libvirtd and the VM run in a network namespace this script creates
+# (scripts/vagrant/libvirtd-netns.sh): the VM's only network is the
+# isolated management network inside it, which reaches no other address.
+#
+# usage: scripts/test-vagrant.sh [--suite integration|all] [--run PATTERN] [--keep]
+#   --suite  the integration suite (default) or every package's tests
+#   --run    only the tests matching PATTERN (go test -run), e.g. for CI
+#   --keep   leave the VM and libvirtd running (libvirtd-netns.sh stop
+#            STATE and its `run STATE vagrant destroy -f` clean up later)
+# Logs: .vagrant-build/logs/ (vagrant up's timestamped output, each test
+# binary's output from the guest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+die() { echo "test-vagrant.sh: $*" >&2; exit 1; }
+
+suite=integration keep=''
+while [ $# -gt 0 ]; do
+  case $1 in
+    --suite) [ $# -ge 2 ] || die "--suite needs integration or all"; suite=$2; shift ;;
+    --run) [ $# -ge 2 ] || die "--run needs a pattern"; export STEPEXEC_VAGRANT_RUN=$2; shift ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) die "unknown argument $1" ;;
+  esac
+  shift
+done
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and runs a private libvirtd)"
+export PATH=$PATH:/usr/local/go/bin
+export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DEFAULT_PROVIDER=libvirt STEPEXEC_VAGRANT_SUITE=$suite
+state=/var/tmp/stepexec-vagrant-libvirt
+logs=$repo/.vagrant-build/logs
+timings=()
+timed() { # timed LABEL CMD…: runs CMD, records how long it took
+  local label=$1 t0=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  timings+=("$(printf '%-28s %5d s' "$label" $((SECONDS - t0)))")
+  return "$rc"
+}
+
+install_missing() {
+  local need=() p
+  for p in vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+  done
+  [ ${#need[@]} -gt 0 ] || return 0
+  echo "test-vagrant.sh: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+kvm_usable() {
+  [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qE '^flags\s*:.*\b(vmx|svm)\b' /proc/cpuinfo
+}
+
+in_ns() { scripts/vagrant/libvirtd-netns.sh run "$state" env -C "$repo" "$@"; }
+
+cleanup() {
+  local rc=$?
+  if [ -n "$keep" ]; then
+    echo "test-vagrant.sh: --keep: the VM runs; clean up with: scripts/vagrant/libvirtd-netns.sh run $state vagrant destroy -f; scripts/vagrant/libvirtd-netns.sh stop $state"
+    exit "$rc"
+  fi
+  local t0=$SECONDS
+  in_ns vagrant destroy -f debian12 >/dev/null 2>&1 || true
+  scripts/vagrant/libvirtd-netns.sh stop "$state" || true
+  printf '%-28s %5d s\n' "destroy and cleanup" $((SECONDS - t0))
+  exit "$rc"
+}
+
+# up: vagrant up with each line stamped with the seconds since it started.
+up() {
+  local t0=$SECONDS rc=0
+  in_ns vagrant up debian12 2>&1 | while IFS= read -r line; do
+    line=${line##*$'\r'} # progress bars redraw with \r
+    line=${line//$'\e[K'/}
+    [ -z "$line" ] || printf '%5d %s\n' $((SECONDS - t0)) "$line"
+  done | tee "$logs/vagrant-up.log" || rc=$?
+  return "$rc"
+}
+
+# at PATTERN: the stamp of vagrant up's first line matching PATTERN.
+at() { grep -m1 -E "$1" "$logs/vagrant-up.log" | awk '{print $1}'; }
+
+report() {
+  local imported booted synced
+  imported=$(at 'Starting domain' || true)
+  booted=$(at 'Machine booted and ready' || true)
+  synced=$(at 'Running provisioner: setup' || true)
+  echo
+  echo "== results (guest logs in $logs/stepexec-vagrant-results)"
+  sed -n '/Running provisioner: summary/,$p' "$logs/vagrant-up.log" | sed -E 's/^ *[0-9]+ //; s/^ *debian12: //' | tail -n +2
+  echo "== phase timings (driver $driver)"
+  printf '%s\n' "${timings[@]}"
+  [ -z "$imported" ] || printf '%-28s %5d s\n' "  box import, domain defined" "$imported"
+  [ -z "$imported" ] || [ -z "$booted" ] || printf '%-28s %5d s\n' "  boot (until ssh)" $((booted - imported))
+  [ -z "$booted" ] || [ -z "$synced" ] || printf '%-28s %5d s\n' "  rsync of the tree" $((synced - booted))
+  grep -E 'stepexec-vagrant: phase ' "$logs/vagrant-up.log" | sed -E 's/.*stepexec-vagrant: phase ([^:]+): ([0-9]+) s/\1 \2/' |
+    while read -r name secs; do printf '%-28s %5d s\n' "  $name (in the guest)" "$secs"; done
+}
+
+timed "install packages" install_missing
+if ! vagrant box list 2>/dev/null | grep -q '^stepexec/debian12 '; then
+  timed "box build and add" scripts/vagrant-box.sh
+fi
+driver=qemu compile=host
+if kvm_usable; then driver=kvm compile=guest; fi
+export STEPEXEC_VAGRANT_DRIVER=$driver STEPEXEC_VAGRANT_COMPILE=$compile STEPEXEC_VAGRANT_PREPARED=1
+timed "prepare ($compile builds)" scripts/vagrant/prepare.sh "$compile" "$suite"
+mkdir -p "$logs"
+rm -rf "$logs/stepexec-vagrant-results"
+in_ns true 2>/dev/null && die "a libvirtd of $state is already running: scripts/vagrant/libvirtd-netns.sh stop $state"
+trap cleanup EXIT
+no_kvm=()
+[ "$driver" = kvm ] || no_kvm=(--no-kvm)
+scripts/vagrant/libvirtd-netns.sh start "$state" "${no_kvm[@]}"
+rc=0
+timed "vagrant up debian12" up || rc=$?
+in_ns vagrant ssh debian12 -c 'tar -C /var/tmp -cf - stepexec-vagrant-results' 2>/dev/null | tar -C "$logs" -xf - 2>/dev/null || true
+report
+exit "$rc"
