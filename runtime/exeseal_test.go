@@ -3,6 +3,7 @@ package runtime
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/runc/libcontainer/exeseal"
@@ -44,5 +45,40 @@ func TestInitSealing(t *testing.T) {
 	}
 	if !overlapping.sealing.copies {
 		t.Error("a state dir inside the binary's directory was not noticed")
+	}
+}
+
+// TestReplacedBinary: a binary replaced on disk (renamed over, as go
+// build and package managers do) is told apart from the running one.
+func TestReplacedBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "stepexec")
+	if err := os.WriteFile(bin, []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	running, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replacedBinary(running, bin); err != nil {
+		t.Errorf("unchanged binary: %v", err)
+	}
+	next := bin + ".new"
+	if err := os.WriteFile(next, []byte("new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := replacedBinary(running, bin); err == nil || !strings.Contains(err.Error(), "was replaced") {
+		t.Errorf("replaced binary: %v, want it refused", err)
+	}
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := replacedBinary(running, bin); err != nil {
+		t.Errorf("removed binary (libcontainer copies the running one): %v", err)
+	}
+	if err := runningBinaryAt("/proc/self/exe"); err != nil {
+		t.Errorf("the test binary itself: %v", err)
 	}
 }

@@ -249,7 +249,9 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 	// keep that thread until the step is over.
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
-	r.sealing.check(r.containers)
+	if err := r.sealing.check(r.containers); err != nil {
+		return res, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+	}
 	start := time.Now()
 	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID), filter: r.filter.get(r.seccomp)}
 	defer func() {
