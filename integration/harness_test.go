@@ -66,11 +66,8 @@ func setup() (int, error) {
 	} else {
 		// Build into a directory every test user can read.
 		binary = filepath.Join(binDir, "stepexec")
-		tags, err := os.ReadFile(filepath.Join(repo, "scripts", "build-tags"))
-		if err != nil {
-			return 1, err
-		}
-		cmd := exec.Command("go", "build", "-tags", strings.TrimSpace(string(tags)), "-o", binary, "./cmd/stepexec")
+		// As users get it: with the small init embedded.
+		cmd := exec.Command("scripts/build.sh", binary)
 		cmd.Dir = repo
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -61,6 +61,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"golang.org/x/sys/unix"
 
+	"github.com/stepexec/stepexec/runtime/stepinit"
 	"github.com/stepexec/stepexec/runtime/userns"
 )
 
@@ -69,16 +70,10 @@ import (
 // running binary as "/proc/self/exe init".
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
-		// This is a step's pid 1, child of the builder (see watcher.go).
-		// libcontainer reads this signal before it changes credentials and
-		// restores it right before the exec; the round trips with the
-		// builder in between fail if the builder died before this point.
-		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
-		if err := armFilterLoader(); err != nil {
-			fmt.Fprintln(os.Stderr, "stepexec: step init:", err)
-			os.Exit(1)
-		}
-		libcontainer.Init() // never returns
+		// This is a step's pid 1, child of the builder (see watcher.go),
+		// running from this binary: no small init was embedded (see
+		// initexe.go), or this is a test binary.
+		stepinit.Main() // never returns
 	}
 	if len(os.Args) > 0 && os.Args[0] == captureArg0 {
 		os.Exit(runCaptureHelper())
@@ -152,6 +147,7 @@ type Runtime struct {
 	shift      *userns.Shift    // real root: how steps' ids are shifted; nil when they are not
 	seccomp    *configs.Seccomp // shared by every step's config, never modified
 	filter     precompiled      // seccomp, compiled once for every step's init to load
+	initExe    smallInit        // what steps' inits run (initexe.go)
 	sealing    sealCheck        // how steps' inits are protected (exeseal.go)
 
 	mu      sync.Mutex
@@ -197,6 +193,7 @@ func New(opts Options) (*Runtime, error) {
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
 		seccomp:    sc,
 		filter:     precompiled{cacheDir: opts.FilterCache},
+		initExe:    smallInit{exe: embeddedInit},
 	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -219,6 +216,7 @@ func New(opts Options) (*Runtime, error) {
 func (r *Runtime) Close() error {
 	r.watcher.close()
 	r.filter.close()
+	r.initExe.close()
 	r.reaping.Wait()
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		return fmt.Errorf("runtime: removing state dir: %w", err)
@@ -253,7 +251,7 @@ func (r *Runtime) Run(ctx context.Context, spec Spec) (res Result, retErr error)
 		return res, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
 	}
 	start := time.Now()
-	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID), filter: r.filter.get(r.seccomp)}
+	st := &step{r: r, spec: spec, rootfs: rootfs, files: filepath.Join(r.files, spec.ID), filter: r.filter.get(r.seccomp), initExe: r.initExe.get()}
 	defer func() {
 		t := time.Now()
 		if err := st.teardown(); err != nil && retErr == nil {
@@ -330,12 +328,15 @@ func (s *step) start(ctx context.Context) (*libcontainer.Process, error) {
 		Stdout:           spec.Stdout,
 		Stderr:           spec.Stderr,
 		Init:             true,
-		LogLevel:         strconv.Itoa(int(stepLogLevel)),
+		LogLevel:         strconv.Itoa(int(stepinit.StepLogLevel)),
 	}
 	if s.filter != nil {
-		// The init loads it on a debug log entry (seccomp_load.go).
+		// The init loads it on a debug log entry (stepinit's init.go).
 		p.ExtraFiles = []*os.File{s.filter}
 		p.LogLevel = strconv.Itoa(int(initLogLevel))
+	}
+	if s.initExe != nil {
+		p.ExtraFiles = append(p.ExtraFiles, s.initExe)
 	}
 	if err := s.container.Start(p); err != nil {
 		return nil, fmt.Errorf("runtime: starting %q in %s: %w", spec.Args[0], spec.ID, err)
@@ -347,6 +348,11 @@ func (s *step) start(ctx context.Context) (*libcontainer.Process, error) {
 	}
 	if s.filter != nil {
 		if err := filterLoaded(pid, s.r.filter.filters); err != nil {
+			return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
+		}
+	}
+	if s.initExe != nil {
+		if err := runsSmallInit(pid); err != nil {
 			return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
 		}
 	}
@@ -390,6 +396,7 @@ type step struct {
 	hostMounts []string // mounted for the step on the builder's side (mounts.go), innermost last
 	secrets    bool     // the secrets tmpfs is mounted
 	filter     *os.File // precompiled seccomp filter for the init to load; nil: libcontainer compiles it
+	initExe    *os.File // the sealed small init for the init to run; nil: it is the running binary
 	container  *libcontainer.Container
 	process    *libcontainer.Process // non-nil while not yet waited for
 	nat        natSession            // a private step's NAT helper, while it runs

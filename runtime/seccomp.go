@@ -14,6 +14,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // defaultSeccomp is Docker's default seccomp profile (the one moby
@@ -97,7 +99,7 @@ func capture(cfg *configs.Seccomp, cacheDir string) (*os.File, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	file, err := sealedFilterFile(f)
+	file, err := f.SealedFile()
 	return file, inherited + 1, err
 }
 
@@ -109,7 +111,7 @@ func (p *precompiled) close() {
 
 // cachedOrCaptured returns the filter kept in cacheDir for cfg, else
 // captures it and keeps it there.
-func cachedOrCaptured(cfg *configs.Seccomp, cacheDir string) (*bpfFilter, error) {
+func cachedOrCaptured(cfg *configs.Seccomp, cacheDir string) (*stepinit.Filter, error) {
 	key := ""
 	if cacheDir != "" {
 		key = filterCacheKey(cfg)

@@ -13,6 +13,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // The capture helper costs ~17 ms once per build, which an incremental
@@ -71,13 +73,13 @@ func goBuildID() string {
 
 // loadCachedFilter reads the filter kept under key in dir, nil when there
 // is none usable.
-func loadCachedFilter(dir, key string) *bpfFilter {
+func loadCachedFilter(dir, key string) *stepinit.Filter {
 	b, err := os.ReadFile(filepath.Join(dir, key+".json"))
 	if err != nil {
 		return nil
 	}
-	var f bpfFilter
-	if json.Unmarshal(b, &f) != nil || f.validate() != nil {
+	var f stepinit.Filter
+	if json.Unmarshal(b, &f) != nil || f.Validate() != nil {
 		return nil
 	}
 	return &f
@@ -85,7 +87,7 @@ func loadCachedFilter(dir, key string) *bpfFilter {
 
 // storeCachedFilter keeps f under key in dir (written whole or not at
 // all); failing to is not an error, the next build captures again.
-func storeCachedFilter(dir, key string, f *bpfFilter) {
+func storeCachedFilter(dir, key string, f *stepinit.Filter) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // TestFilterCache: the first build captures the filter and keeps it under
@@ -41,7 +43,7 @@ func TestFilterCache(t *testing.T) {
 
 	// A later build takes what is kept (here a planted, shorter program).
 	planted := *first
-	planted.Program = first.Program[:len(first.Program)-sockFilterSize]
+	planted.Program = first.Program[:len(first.Program)-stepinit.SockFilterSize]
 	storeCachedFilter(dir, key, &planted)
 	if got, err := cachedOrCaptured(cfg, dir); err != nil || !sameFilter(got, &planted) {
 		t.Errorf("with an entry kept (err %v): not the entry's filter", err)
@@ -85,13 +87,13 @@ func TestFilterCache(t *testing.T) {
 }
 
 // sameFilter: byte for byte.
-func sameFilter(a, b *bpfFilter) bool {
+func sameFilter(a, b *stepinit.Filter) bool {
 	return a.ViaSeccomp == b.ViaSeccomp && a.Flags == b.Flags && bytes.Equal(a.Program, b.Program)
 }
 
 // equivalent: loaded the same way, and programs that decide every system
 // call alike (two captures may order libseccomp's output differently).
-func equivalent(a, b *bpfFilter) error {
+func equivalent(a, b *stepinit.Filter) error {
 	if a.ViaSeccomp != b.ViaSeccomp || a.Flags != b.Flags {
 		return fmt.Errorf("loaded with seccomp(2) %v flags %#x, and %v %#x", a.ViaSeccomp, a.Flags, b.ViaSeccomp, b.Flags)
 	}

@@ -21,6 +21,8 @@ import (
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // libcontainer compiles a step's seccomp profile with libseccomp, and
@@ -41,41 +43,9 @@ const captureArg0 = "stepexec-seccomp-capture"
 // captureTimeout bounds the helper, which only compiles a filter.
 const captureTimeout = 30 * time.Second
 
-// bpfFilter is a seccomp filter as libcontainer loads it: the call it
-// makes and the program it passes.
-type bpfFilter struct {
-	// ViaSeccomp: loaded with seccomp(SECCOMP_SET_MODE_FILTER, Flags);
-	// otherwise with prctl(PR_SET_SECCOMP), which takes no flags.
-	ViaSeccomp bool   `json:"via_seccomp"`
-	Flags      uint32 `json:"flags"`
-	// Program is the struct sock_filter array, 8 bytes an instruction, in
-	// this machine's byte order.
-	Program []byte `json:"program"`
-}
-
-const (
-	sockFilterSize = 8
-	bpfMaxInsns    = 4096 // BPF_MAXINSNS: the kernel refuses longer programs
-)
-
-func (f *bpfFilter) validate() error {
-	n := len(f.Program)
-	if n == 0 || n%sockFilterSize != 0 || n/sockFilterSize > bpfMaxInsns {
-		return fmt.Errorf("seccomp program of %d bytes is not 1..%d instructions", n, bpfMaxInsns)
-	}
-	if !f.ViaSeccomp && f.Flags != 0 {
-		return fmt.Errorf("prctl(PR_SET_SECCOMP) with flags %#x", f.Flags)
-	}
-	// A listener would have to reach a seccomp agent: not for steps.
-	if f.Flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
-		return errors.New("seccomp filter asks for a listener")
-	}
-	return nil
-}
-
 // captureFilter returns the filter libcontainer's init would load for cfg,
 // computed by the capture helper.
-func captureFilter(cfg *configs.Seccomp) (*bpfFilter, error) {
+func captureFilter(cfg *configs.Seccomp) (*stepinit.Filter, error) {
 	in, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -94,18 +64,18 @@ func captureFilter(cfg *configs.Seccomp) (*bpfFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp capture helper: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	var f bpfFilter
+	var f stepinit.Filter
 	if err := json.Unmarshal(out.Bytes(), &f); err != nil {
 		return nil, fmt.Errorf("seccomp capture helper's output: %w", err)
 	}
-	if err := f.validate(); err != nil {
+	if err := f.Validate(); err != nil {
 		return nil, fmt.Errorf("seccomp capture helper: %w", err)
 	}
 	return &f, nil
 }
 
 // runCaptureHelper is the capture helper process: a configs.Seccomp in
-// JSON on stdin, the bpfFilter in JSON on stdout.
+// JSON on stdin, the stepinit.Filter in JSON on stdout.
 func runCaptureHelper() int {
 	var cfg configs.Seccomp
 	if err := json.NewDecoder(os.Stdin).Decode(&cfg); err != nil {
@@ -126,7 +96,7 @@ func runCaptureHelper() int {
 // captureInitSeccomp runs lcseccomp.InitSeccomp(cfg) with its loading
 // call intercepted. Only for a process of its own: the calling thread
 // keeps the intercepting filter.
-func captureInitSeccomp(cfg *configs.Seccomp) (*bpfFilter, error) {
+func captureInitSeccomp(cfg *configs.Seccomp) (*stepinit.Filter, error) {
 	// The filtered thread blocks in its system call while it holds its P
 	// (unix.RawSyscall): the listener goroutine needs another P, and a
 	// stop-the-world (a GC) would wait for the blocked thread forever.
@@ -215,7 +185,7 @@ type seccompNotifResp struct {
 }
 
 type captureResult struct {
-	filter *bpfFilter
+	filter *stepinit.Filter
 	err    error
 }
 
@@ -259,8 +229,8 @@ func listen(fd int) captureResult {
 
 // loadingCall reports whether n is a call that loads a filter, and if so
 // reads the filter from the caller, which is this process.
-func loadingCall(n *seccompNotif) (*bpfFilter, bool, error) {
-	var f bpfFilter
+func loadingCall(n *seccompNotif) (*stepinit.Filter, bool, error) {
+	var f stepinit.Filter
 	switch {
 	case n.Nr == unix.SYS_SECCOMP && n.Args[0] == unix.SECCOMP_SET_MODE_FILTER:
 		f.ViaSeccomp, f.Flags = true, uint32(n.Args[1])
@@ -277,11 +247,11 @@ func loadingCall(n *seccompNotif) (*bpfFilter, bool, error) {
 	}
 	count := binary.NativeEndian.Uint16(hdr[0:2])
 	insns := uintptr(binary.NativeEndian.Uint64(hdr[8:16]))
-	f.Program = make([]byte, int(count)*sockFilterSize)
+	f.Program = make([]byte, int(count)*stepinit.SockFilterSize)
 	if err := readOwnMemory(insns, f.Program); err != nil {
 		return nil, true, fmt.Errorf("reading the seccomp program: %w", err)
 	}
-	return &f, true, f.validate()
+	return &f, true, f.Validate()
 }
 
 // readOwnMemory copies len(buf) bytes at addr of this process's memory

@@ -23,6 +23,8 @@ import (
 
 	"github.com/stepexec/stepexec/internal/testenv"
 	"github.com/stepexec/stepexec/runtime/userns"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // The precompiled filter (seccomp_capture.go, seccomp_load.go) must leave
@@ -37,9 +39,14 @@ func slowRuntime(t *testing.T) *Runtime {
 	return r
 }
 
-// bothWays is the two Runtimes, named.
+// bothWays is the Runtimes whose steps must behave the same, named: the
+// seccomp filter precompiled or compiled by libcontainer in the init, the
+// init the test binary or the small one.
 func bothWays(t *testing.T) map[string]*Runtime {
-	return map[string]*Runtime{"precompiled": newRuntime(t), "libcontainer": slowRuntime(t)}
+	return map[string]*Runtime{
+		"precompiled": newRuntime(t), "libcontainer": slowRuntime(t),
+		"small init": withSmallInit(t, newRuntime(t)), "small init/libcontainer": withSmallInit(t, slowRuntime(t)),
+	}
 }
 
 func TestFilterCaptureDeterministic(t *testing.T) {
@@ -70,7 +77,7 @@ func TestFilterCaptureDeterministic(t *testing.T) {
 			want |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 		}
 	}
-	if n := len(a.Program) / sockFilterSize; n < 300 || a.ViaSeccomp != (want != 0) || a.Flags != want {
+	if n := len(a.Program) / stepinit.SockFilterSize; n < 300 || a.ViaSeccomp != (want != 0) || a.Flags != want {
 		t.Errorf("captured %d instructions via seccomp(2)=%v flags %#x; want hundreds, flags %#x", n, a.ViaSeccomp, a.Flags, want)
 	}
 	// What the program decides, on the interpreter sameProgram uses.
@@ -116,45 +123,15 @@ func TestSameProgramTellsApart(t *testing.T) {
 	stub := bytes.Clone(f.Program)
 	const jgt = 0x25 // BPF_JMP|BPF_JGT|BPF_K: "syscall number above the profile's last: ENOSYS"
 	i := 0
-	for ; i < 16 && binary.NativeEndian.Uint16(stub[i*sockFilterSize:]) != jgt; i++ {
+	for ; i < 16 && binary.NativeEndian.Uint16(stub[i*stepinit.SockFilterSize:]) != jgt; i++ {
 	}
 	if i == 16 {
 		t.Fatal("no jgt in the stub")
 	}
-	k := stub[i*sockFilterSize+4:]
+	k := stub[i*stepinit.SockFilterSize+4:]
 	binary.NativeEndian.PutUint32(k, binary.NativeEndian.Uint32(k)-1)
 	if sameProgram(f.Program, stub) == nil {
 		t.Error("a changed stub limit went unnoticed")
-	}
-}
-
-func TestFilterFile(t *testing.T) {
-	f := &bpfFilter{ViaSeccomp: true, Flags: unix.SECCOMP_FILTER_FLAG_LOG, Program: bytes.Repeat([]byte{6, 0, 0, 0, 0, 0, 0xff, 0x7f}, 3)}
-	file, err := sealedFilterFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	got, ok, err := readFilterFile(int(file.Fd()))
-	if err != nil || !ok || got.ViaSeccomp != f.ViaSeccomp || got.Flags != f.Flags || !bytes.Equal(got.Program, f.Program) {
-		t.Errorf("read back %+v, %v, %v; want %+v", got, ok, err, f)
-	}
-	if _, err := file.WriteAt([]byte("x"), 20); err == nil {
-		t.Error("the filter file can be written to")
-	}
-	// What is not a sealed filter file is not taken for one.
-	unsealed, err := unix.MemfdCreate("unsealed", unix.MFD_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(unsealed)
-	if _, err := unix.Write(unsealed, append([]byte(filterMagic), make([]byte, 16)...)); err != nil {
-		t.Fatal(err)
-	}
-	for name, fd := range map[string]int{"stdin": 0, "unsealed memfd": unsealed, "closed fd": 1000} {
-		if _, ok, err := readFilterFile(fd); ok || err != nil {
-			t.Errorf("%s taken for a filter file (ok %v, err %v)", name, ok, err)
-		}
 	}
 }
 
@@ -412,13 +389,13 @@ func TestSeccompBehaviourBothWays(t *testing.T) {
 func sameProgram(a, b []byte) error {
 	const stubMax = 16
 	if len(a) != len(b) {
-		return fmt.Errorf("programs of %d and %d instructions", len(a)/sockFilterSize, len(b)/sockFilterSize)
+		return fmt.Errorf("programs of %d and %d instructions", len(a)/stepinit.SockFilterSize, len(b)/stepinit.SockFilterSize)
 	}
 	same := 0 // identical trailing instructions
-	for i := len(a) - sockFilterSize; i >= 0 && bytes.Equal(a[i:i+sockFilterSize], b[i:i+sockFilterSize]); i -= sockFilterSize {
+	for i := len(a) - stepinit.SockFilterSize; i >= 0 && bytes.Equal(a[i:i+stepinit.SockFilterSize], b[i:i+stepinit.SockFilterSize]); i -= stepinit.SockFilterSize {
 		same++
 	}
-	if n := len(a) / sockFilterSize; n-same > stubMax {
+	if n := len(a) / stepinit.SockFilterSize; n-same > stubMax {
 		return fmt.Errorf("programs of %d instructions differ in their first %d, more than the stub", n, n-same)
 	}
 	va, err := bpfVM(a)
@@ -447,9 +424,9 @@ func sameProgram(a, b []byte) error {
 
 // bpfVM returns a cBPF interpreter (x/net/bpf's) running prog.
 func bpfVM(prog []byte) (*bpf.VM, error) {
-	insns := make([]bpf.Instruction, len(prog)/sockFilterSize)
+	insns := make([]bpf.Instruction, len(prog)/stepinit.SockFilterSize)
 	for i := range insns {
-		b := prog[i*sockFilterSize:]
+		b := prog[i*stepinit.SockFilterSize:]
 		insns[i] = bpf.RawInstruction{Op: binary.NativeEndian.Uint16(b), Jt: b[2], Jf: b[3], K: binary.NativeEndian.Uint32(b[4:])}.Disassemble()
 	}
 	return bpf.NewVM(insns)
@@ -478,7 +455,7 @@ func TestFilterSameAsLibcontainer(t *testing.T) {
 	rootfs := sharedRootfs(t)
 	fast, slow := newRuntime(t), slowRuntime(t)
 	precompiled := runningFilter(t, fast, rootfs)
-	captured, ok, err := readFilterFile(int(fast.filter.file.Fd()))
+	captured, ok, err := stepinit.ReadFilterFile(int(fast.filter.file.Fd()))
 	if !ok || err != nil {
 		t.Fatalf("the Runtime's filter file: %v %v", ok, err)
 	}
@@ -561,7 +538,7 @@ func ptraceFilter(pid int) ([]byte, error) {
 	if _, err := getFilter(0, insns); err != nil {
 		return nil, err
 	}
-	prog := make([]byte, 0, n*sockFilterSize)
+	prog := make([]byte, 0, n*stepinit.SockFilterSize)
 	for _, in := range insns {
 		prog = binary.NativeEndian.AppendUint16(prog, in.Code)
 		prog = append(prog, in.Jt, in.Jf)

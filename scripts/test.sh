@@ -23,7 +23,10 @@ go vet -tags "$tags" ./...
 scripts/vagrant/validate.sh
 go test -tags "$tags" -count=1 -timeout 20m ./...
 if [ "$(id -u)" -eq 0 ]; then
-  go test -tags "$tags" -count=1 -timeout 10m -exec "$PWD/scripts/as-test-user" \
+  small_init=$(mktemp)
+  trap 'rm -f "$small_init"' EXIT
+  go build -tags "$tags" -o "$small_init" ./cmd/stepexec-init
+  STEPEXEC_SMALL_INIT=$small_init go test -tags "$tags" -count=1 -timeout 10m -exec "$PWD/scripts/as-test-user" \
     ./image/... ./internal/buildcontext/... ./rootfs/... ./runtime/... ./snapshot/...
 fi
 # Each fuzz target for a short time (their seed corpora ran above as tests).

@@ -1,0 +1,19 @@
+// Command stepexec-init is a RUN step's init process and nothing else:
+// stepexec's binary embeds it (scripts/build.sh builds it first) and each
+// step's init executes it instead of starting the whole builder again.
+// See runtime/stepinit and runtime/initexe.go.
+package main
+
+import (
+	goruntime "runtime"
+
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // the C half of the init, before the Go runtime
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
+)
+
+// The filter must be loaded on the main thread (the one that execs the
+// command): locked in an init, the main goroutine never leaves it.
+func init() { goruntime.LockOSThread() }
+
+func main() { stepinit.Main() }
