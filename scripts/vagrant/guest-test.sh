@@ -65,6 +65,7 @@ run() {
   tarball=$(ls "$repo"/.vagrant-build/alpine/*.tar.gz 2>/dev/null | head -1 || true)
   [ -n "$tarball" ] || die "no Alpine minirootfs in $repo/.vagrant-build/alpine"
   export STEPEXEC_BINARY=$dir/bin/stepexec STEPEXEC_PREBUILT=$dir/bin STEPEXEC_ALPINE_TARBALL=$tarball
+  export STEPEXEC_SMALL_INIT=$dir/bin/stepexec-init # runtime's tests of it
   export STEPEXEC_REQUIRE_ALL=1 STEPEXEC_TEST_USER=vagrant
   # ATTACKS.md records the outcomes on CI's kernel; this one may refuse the
   # same attacks with other errnos: the difference is logged, not failed.

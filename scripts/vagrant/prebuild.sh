@@ -20,6 +20,7 @@ scripts/build.sh "$dir/bin/stepexec" >/dev/null
 CGO_ENABLED=0 go build -o "$dir/bin/stepexec-probe" ./integration/probe
 CGO_ENABLED=0 go build -o "$dir/bin/euid" ./integration/testdata/euid
 go build -tags "$tags" -o "$dir/bin/embed" ./examples/embed
+go build -tags "$tags" -o "$dir/bin/stepexec-init" ./cmd/stepexec-init
 case $suite in
   integration) pkgs=(./integration) ;;
   all) mapfile -t pkgs < <(go list -tags "$tags" -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./... | sed "s|^$PWD|.|") ;;
