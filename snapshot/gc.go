@@ -107,6 +107,7 @@ type PruneOptions struct {
 // of the result.
 func (s *Store) Prune(opts PruneOptions) (Collected, error) {
 	c, err := s.sweep(sweepOptions{allMade: true, danglingImages: opts.DanglingImages})
+	s.dropDanglingLinks()
 	s.mu.Lock()
 	c.Images = append(slices.Clone(s.openCollected.Images), c.Images...)
 	c.Layers = append(slices.Clone(s.openCollected.Layers), c.Layers...)

@@ -158,6 +158,81 @@ func TestReleaseDeletesWhatNothingKeeps(t *testing.T) {
 	testenv.CheckStore(t, filepath.Join(dir, "graph"))
 }
 
+// TestReleaseCollectsOnlyWhatItMade: a lease that only held layers that
+// were there before (a fully cached build: its base and cache hits) ends
+// without a collection, even when one of them has lost what kept it
+// meanwhile: that one is the next prune's.
+func TestReleaseCollectsOnlyWhatItMade(t *testing.T) {
+	s, _ := openTestStore(t)
+	maker, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := commitIn(t, s, maker, "base", "", baseTree)
+	unkept := commitIn(t, s, maker, "unkept", base.ID, map[string]string{"u": "u"})
+	putImage(t, s, unkept.ID, []string{"localhost/unkept:latest"}, nil)
+	if _, err := maker.Release(); err != nil {
+		t.Fatal(err)
+	}
+	user, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.Hold(func() (string, error) { return unkept.ID, nil }); err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.store.Image("localhost/unkept:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteImage(img.ID); err != nil { // kept: held
+		t.Fatal(err)
+	}
+	// DeleteImage queued the image: this Release collects it, as before.
+	if got, err := user.Release(); err != nil || len(got.Layers) != 2 {
+		t.Fatalf("Release after an rmi of the held image: %+v, %v; want its 2 layers", got, err)
+	}
+
+	// A cache entry's layer whose entry goes (a prune of the cache) while
+	// a build holds the layer: the build's Release leaves it to the next
+	// prune.
+	mk, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := commitIn(t, s, mk, "cached", "", map[string]string{"c": "c"})
+	dir, err := s.RefsDir("cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(dir, "entry")
+	if err := os.WriteFile(ref, []byte(`{"layer":"`+cached.ID+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mk.Release(); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Hold(func() (string, error) { return cached.ID, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ref); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := holder.Release(); err != nil || len(got.Layers) != 0 {
+		t.Errorf("Release of a lease that made nothing: %+v, %v; want nothing collected", got, err)
+	}
+	if !hasLayer(s, cached.ID) {
+		t.Fatal("Release deleted a layer it did not make")
+	}
+	if got, err := s.Prune(PruneOptions{}); err != nil || len(got.Layers) != 1 || got.Layers[0].ID != cached.ID {
+		t.Errorf("Prune: %+v, %v; want the layer nothing keeps", got, err)
+	}
+}
+
 func TestCollectionSparesOtherProcessesAndTools(t *testing.T) {
 	s, dir := openTestStore(t)
 	lease, err := s.NewLease()

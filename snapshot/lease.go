@@ -26,8 +26,14 @@ type Lease struct {
 	s    *Store
 	path string
 
-	mu   sync.Mutex
-	f    *os.File // nil once released
+	mu sync.Mutex
+	f  *os.File // nil once released
+	// held is what the journal lists; true for the layers the lease may
+	// have made (commits, pulls), the candidates Release collects. The
+	// others (a base image's, cache hits) were there before, kept by an
+	// image or cache entry: should a prune or rmi drop those references
+	// meanwhile, they are the next prune's (or the rmi's queue's), so
+	// that a fully cached build ends without a collection.
 	held map[string]bool
 }
 
@@ -71,28 +77,41 @@ func (l *Lease) Hold(find func() (string, error)) (string, error) {
 	if err != nil || id == "" {
 		return id, err
 	}
-	return id, l.hold(id)
+	return id, l.hold(id, false)
 }
 
-// hold records id in the journal. The caller holds the GC lock, shared.
-func (l *Lease) hold(id string) error {
+// holdNew holds layer id, which the caller may be about to make: Release
+// deletes it unless something keeps it by then.
+func (l *Lease) holdNew(id string) error {
+	unlock, err := l.s.lockStore(gcLockName, unix.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return l.hold(id, true)
+}
+
+// hold records id in the journal (made: see held). The caller holds the
+// GC lock, shared.
+func (l *Lease) hold(id string, made bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return fmt.Errorf("snapshot: lease %s is released", filepath.Base(l.path))
 	}
-	if l.held[id] {
+	if was, ok := l.held[id]; ok {
+		l.held[id] = was || made
 		return nil
 	}
 	if _, err := l.f.WriteString(id + "\n"); err != nil {
 		return fmt.Errorf("snapshot: writing lease journal %s: %w", l.path, err)
 	}
-	l.held[id] = true
+	l.held[id] = made
 	return nil
 }
 
-// end closes the journal and returns what it held; the second call
-// returns nothing.
+// end closes the journal and returns the layers it may have made; the
+// second call returns nothing.
 func (l *Lease) end() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -102,8 +121,10 @@ func (l *Lease) end() []string {
 	l.f.Close()
 	l.f = nil
 	ids := make([]string, 0, len(l.held))
-	for id := range l.held {
-		ids = append(ids, id)
+	for id, made := range l.held {
+		if made {
+			ids = append(ids, id)
+		}
 	}
 	return ids
 }
@@ -159,8 +180,7 @@ func (s *Store) holdForCommit(lease *Lease, id string) error {
 			return err
 		}
 	}
-	_, err := lease.Hold(func() (string, error) { return id, nil })
-	return err
+	return lease.holdNew(id)
 }
 
 // ownLease is the Store's lease for commits made without one.

@@ -49,6 +49,7 @@ type Store struct {
 	// What Open's collection deleted, and its error (Prune reports them).
 	openCollected Collected
 	openErr       error
+	foundDead     bool // Open removed a dead process's owner directory
 
 	ownLeaseMu   sync.Mutex
 	defaultLease *Lease // for commits without a lease of their own
@@ -118,7 +119,9 @@ func Open(opts Options) (*Store, error) {
 	// nothing keeps, the images rmi released while they built. Best
 	// effort: a failure here must not stop every command; Prune reports it.
 	s.openCollected, s.openErr = s.sweep(sweepOptions{})
-	s.dropDanglingLinks()
+	if s.foundDead {
+		s.dropDanglingLinks()
+	}
 	return s, nil
 }
 
@@ -128,6 +131,8 @@ func Open(opts Options) (*Store, error) {
 // layer in the making: it is what a process killed between the driver's
 // link and its "link" file left, which the store's own clean-up of the
 // incomplete layer (done when the store loads, before this) cannot find.
+// It reads every link: Open runs it only when it found a dead process's
+// owner directory, Prune always.
 func (s *Store) dropDanglingLinks() {
 	if _, err := s.store.Layers(); err != nil { // loads the store: incomplete layers go first
 		return
@@ -261,9 +266,11 @@ func (s *Store) setupOwner() error {
 		return fmt.Errorf("snapshot: reading %s: %w", snapRoot, err)
 	}
 	for _, e := range entries {
-		if err := removeIfStale(filepath.Join(snapRoot, e.Name()), orphans); err != nil {
+		dead, err := removeIfStale(filepath.Join(snapRoot, e.Name()), orphans)
+		if err != nil {
 			return err
 		}
+		s.foundDead = s.foundDead || dead
 	}
 	if os.Geteuid() == 0 && !inUserNamespace() {
 		removeStaleStepRoots()
@@ -290,41 +297,41 @@ func (s *Store) setupOwner() error {
 // removeIfStale deletes an owner directory unless a live process holds its
 // lock, after moving its lease journals to the orphans queue. Mount points
 // in it are detached first: they exist only if the dead process was real
-// root in the host's mount namespace.
-func removeIfStale(dir, orphans string) error {
+// root in the host's mount namespace. It reports whether it removed dir.
+func removeIfStale(dir, orphans string) (bool, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
 	if err == nil {
 		defer f.Close()
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil // live
+			return false, nil // live
 		}
 		if err != nil {
-			return fmt.Errorf("snapshot: testing lock in %s: %w", dir, err)
+			return false, fmt.Errorf("snapshot: testing lock in %s: %w", dir, err)
 		}
 	} else if !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("snapshot: opening lock in %s: %w", dir, err)
+		return false, fmt.Errorf("snapshot: opening lock in %s: %w", dir, err)
 	}
 	// Held until the directory is gone, so no one else deems it alive
 	// or stale meanwhile.
 	if err := queueJournals(dir, orphans); err != nil {
-		return err
+		return false, err
 	}
 	snaps, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("snapshot: reading stale %s: %w", dir, err)
+		return false, fmt.Errorf("snapshot: reading stale %s: %w", dir, err)
 	}
 	for _, e := range snaps {
 		if e.IsDir() {
 			if err := unmount(filepath.Join(dir, e.Name(), "merged")); err != nil {
-				return fmt.Errorf("snapshot: cleaning stale snapshot: %w", err)
+				return false, fmt.Errorf("snapshot: cleaning stale snapshot: %w", err)
 			}
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("snapshot: removing stale %s: %w", dir, err)
+		return false, fmt.Errorf("snapshot: removing stale %s: %w", dir, err)
 	}
-	return nil
+	return true, nil
 }
 
 // queueJournals moves the lease journals of the dead owner dir to the

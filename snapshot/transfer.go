@@ -25,10 +25,7 @@ type transferStore struct {
 	lease *Lease
 }
 
-func (t transferStore) hold(id string) error {
-	_, err := t.lease.Hold(func() (string, error) { return id, nil })
-	return err
-}
+func (t transferStore) hold(id string) error { return t.lease.holdNew(id) }
 
 // made returns opts (or new options) with MadeFlag set, leaving the
 // caller's value untouched.

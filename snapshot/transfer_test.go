@@ -48,8 +48,8 @@ func TestForTransferLayersGoWithTheLease(t *testing.T) {
 	if _, err := s.ForTransfer(failed).Layer(existing.ID); err != nil {
 		t.Fatal(err)
 	}
-	if !failed.held[existing.ID] {
-		t.Errorf("a layer the transfer looked up is not held")
+	if made, ok := failed.held[existing.ID]; !ok || made {
+		t.Errorf("a layer the transfer looked up is not held, or held as one it made (held %v, made %v)", ok, made)
 	}
 	orphan := put(failed, "orphan")
 	if _, err := failed.Release(); err != nil {
