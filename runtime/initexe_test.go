@@ -3,6 +3,8 @@ package runtime
 import (
 	"bytes"
 	"context"
+	_ "embed"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/stepexec/stepexec/internal/testenv"
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // smallInitEnv names a prebuilt cmd/stepexec-init for the tests (scripts/
@@ -104,5 +107,32 @@ func TestSmallInitRefused(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(r.containers); len(ents) != 0 {
 		t.Errorf("state left behind: %v", ents)
+	}
+}
+
+// binaryData is in the test binary's data, embedded as the small init is
+// in stepexec's.
+//
+//go:embed initexe.go
+var binaryData []byte
+
+// TestFileSourceOfBinaryData: bytes of the binary's own data are found in
+// its file, and the memfd copied from there holds them.
+func TestFileSourceOfBinaryData(t *testing.T) {
+	src := fileSource(binaryData)
+	if src == nil {
+		t.Fatal("the binary's data not found in its file")
+	}
+	f, err := stepinit.SealedMemfd("test", binaryData, false, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if err != nil || !bytes.Equal(got, binaryData) {
+		t.Errorf("copy: %d bytes, %v", len(got), err)
+	}
+	if fileSource(bytes.Clone(binaryData)) != nil {
+		t.Error("a heap copy taken for file data")
 	}
 }

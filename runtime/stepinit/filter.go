@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	goruntime "runtime"
 	"unsafe"
@@ -69,7 +70,7 @@ func (f *Filter) SealedFile() (*os.File, error) {
 	}
 	binary.NativeEndian.PutUint32(b[len(filterMagic):], call)
 	binary.NativeEndian.PutUint32(b[len(filterMagic)+4:], f.Flags)
-	return SealedMemfd("stepexec-seccomp-filter", append(b, f.Program...), false)
+	return SealedMemfd("stepexec-seccomp-filter", append(b, f.Program...), false, nil)
 }
 
 // seal makes a memfd read-only for good.
@@ -148,9 +149,19 @@ func (f *Filter) Load() error {
 	return err
 }
 
+// Source is where a file holds a copy of the bytes SealedMemfd is given:
+// the kernel then copies them from there. Check compares the copy's first
+// and last (up to) 4096 bytes with the expected ones.
+type Source struct {
+	Path   string
+	Offset int64
+	Check  func(head, tail []byte) bool
+}
+
 // SealedMemfd returns a memfd named name holding b, sealed against any
 // change; exec makes it executable where the kernel asks (MFD_EXEC, 6.3+).
-func SealedMemfd(name string, b []byte, exec bool) (*os.File, error) {
+// With src the bytes are copied from there, else from b.
+func SealedMemfd(name string, b []byte, exec bool, src *Source) (*os.File, error) {
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate(name, flags|mfdExec(exec))
 	if err == unix.EINVAL && exec { // before 6.3: memfds are executable
@@ -160,15 +171,58 @@ func SealedMemfd(name string, b []byte, exec bool) (*os.File, error) {
 		return nil, fmt.Errorf("memfd_create %s: %w", name, err)
 	}
 	file := os.NewFile(uintptr(fd), name)
-	if _, err := file.Write(b); err != nil {
-		file.Close()
-		return nil, fmt.Errorf("writing memfd %s: %w", name, err)
+	if src == nil || copyFrom(file, *src, len(b)) != nil {
+		if err := file.Truncate(0); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("truncating memfd %s: %w", name, err)
+		}
+		if _, err := file.WriteAt(b, 0); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("writing memfd %s: %w", name, err)
+		}
 	}
 	if err := seal(file); err != nil {
 		file.Close()
 		return nil, fmt.Errorf("sealing memfd %s: %w", name, err)
 	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		file.Close()
+		return nil, fmt.Errorf("rewinding memfd %s: %w", name, err)
+	}
 	return file, nil
+}
+
+// copyFrom fills dst with n bytes of src, copied by the kernel, and checks
+// them.
+func copyFrom(dst *os.File, src Source, n int) error {
+	in, err := os.Open(src.Path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	off := src.Offset
+	for done := 0; done < n; {
+		w, err := unix.Sendfile(int(dst.Fd()), int(in.Fd()), &off, n-done)
+		if err != nil {
+			return err
+		}
+		if w == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		done += w
+	}
+	k := min(n, 4096)
+	head, tail := make([]byte, k), make([]byte, k)
+	if _, err := dst.ReadAt(head, 0); err != nil {
+		return err
+	}
+	if _, err := dst.ReadAt(tail, int64(n-k)); err != nil {
+		return err
+	}
+	if src.Check != nil && !src.Check(head, tail) {
+		return errors.New("the copy differs")
+	}
+	return nil
 }
 
 func mfdExec(exec bool) int {

@@ -2,6 +2,9 @@ package stepinit
 
 import (
 	"bytes"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -38,7 +41,7 @@ func TestFilterFile(t *testing.T) {
 }
 
 func TestIsInitExe(t *testing.T) {
-	exe, err := SealedMemfd(ExeName, []byte("x"), true)
+	exe, err := SealedMemfd(ExeName, []byte("x"), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func TestIsInitExe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(unsealed)
-	other, err := SealedMemfd("other", []byte("x"), true)
+	other, err := SealedMemfd("other", []byte("x"), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +62,34 @@ func TestIsInitExe(t *testing.T) {
 	for name, fd := range map[string]int{"stdin": 0, "unsealed memfd": unsealed, "another sealed memfd": int(other.Fd()), "closed fd": 1000} {
 		if IsInitExe(fd) {
 			t.Errorf("%s taken for the init", name)
+		}
+	}
+}
+
+// TestSealedMemfdFromSource: the bytes are copied from where the source
+// says they are; a source holding other bytes is not trusted.
+func TestSealedMemfdFromSource(t *testing.T) {
+	want := bytes.Repeat([]byte("0123456789abcdef"), 1000) // more than two 4 KB samples
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, append([]byte("prefix"), want...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(head, tail []byte) bool {
+		return bytes.Equal(head, want[:4096]) && bytes.Equal(tail, want[len(want)-4096:])
+	}
+	for name, src := range map[string]Source{
+		"right offset": {Path: path, Offset: 6, Check: check},
+		"wrong offset": {Path: path, Offset: 3, Check: check},
+		"no such file": {Path: path + ".missing", Check: check},
+	} {
+		f, err := SealedMemfd("test", want, false, &src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := io.ReadAll(f)
+		f.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: read back %d bytes (%v), want the %d given", name, len(got), err, len(want))
 		}
 	}
 }
