@@ -60,8 +60,8 @@
 // Commit unmounts the snapshot and writes its upper directory as a layer tar
 // (WriteLayerTar) through tar-split's disassembler while hashing it: this
 // gives the DiffID, the size and the tar-split metadata, but the tar itself
-// is not kept. The upper directory's entries are then moved (renamed, not
-// copied) into the overlay driver's staging directory and the layer is
+// is not kept. The upper directory then takes the place (renamed, not
+// copied) of the overlay driver's staging directory and the layer is
 // created from it with the store's staged-layer API (PrepareStagedLayer +
 // ApplyStagedLayer, experimental in go.podman.io/storage), which records
 // DiffID, size and tar-split so that podman and Diff read the layer back

@@ -23,6 +23,9 @@ type snapState struct {
 	target  string // the overlay's mount point: <dir>/merged, or in stepView.roots
 	mounted bool
 	view    bool // read-only (View): cannot be committed
+	// standsOn: the layers being stored whose upper dirs the mount has
+	// as lower dirs (pending.go), left once it is unmounted.
+	standsOn []*pendingLayer
 }
 
 func (st *snapState) upper() string { return filepath.Join(st.dir, "upper") }
@@ -30,12 +33,16 @@ func (st *snapState) upper() string { return filepath.Join(st.dir, "upper") }
 // unmountOnce detaches the merged dir if it is still mounted.
 func (st *snapState) unmountOnce() error {
 	if !st.mounted {
+		leaveAll(st.standsOn) // a mount that failed
+		st.standsOn = nil
 		return nil
 	}
 	if err := unmount(st.target); err != nil {
 		return fmt.Errorf("snapshot %q: %w", st.snap.Key, err)
 	}
 	st.mounted = false
+	leaveAll(st.standsOn)
+	st.standsOn = nil
 	return nil
 }
 
@@ -104,11 +111,19 @@ func (s *Store) mountSnapshot(st *snapState, parent string, view *stepView) erro
 		return err
 	}
 	if parent != "" {
-		id, lowers, shortcuts, err := s.standOn(st, parent)
+		if view != nil || st.view {
+			// Views and real root's steps see layers through their
+			// store paths: the layer must be stored first.
+			if err := s.waitStored(parent); err != nil {
+				return fmt.Errorf("layer %s: %w", parent, err)
+			}
+		}
+		id, lowers, shortcuts, on, err := s.standOn(st, parent)
 		if err != nil {
 			return err
 		}
 		st.snap.Parent = id
+		st.standsOn = on
 		m.lowers, m.legacyShortcuts = lowers, shortcuts
 	} else {
 		// overlay needs at least one lower dir.
@@ -155,21 +170,28 @@ const parentFile = "parent"
 
 // standOn resolves parent and records it in the snapshot's parent file,
 // under the shared GC lock so that no collection deletes the layers
-// between the lookup and the record. It returns lowerDirs' results.
-func (s *Store) standOn(st *snapState, parent string) (string, []string, []string, error) {
+// between the lookup and the record. It returns lowerDirs' results, or for
+// a layer being stored its pending lower dirs and the pending layers the
+// snapshot stands on (pending.go).
+func (s *Store) standOn(st *snapState, parent string) (string, []string, []string, []*pendingLayer, error) {
 	unlock, err := s.lockStore(gcLockName, unix.LOCK_SH)
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, nil, nil, err
 	}
 	defer unlock()
-	id, lowers, shortcuts, err := s.lowerDirs(parent)
+	id, lowers, shortcuts := parent, []string(nil), []string(nil)
+	lowers, on, pending, err := s.pendingLowers(parent)
+	if err == nil && !pending {
+		id, lowers, shortcuts, err = s.lowerDirs(parent)
+	}
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, nil, nil, err
 	}
 	if err := os.WriteFile(filepath.Join(st.dir, parentFile), []byte(id), 0o600); err != nil {
-		return "", nil, nil, err
+		leaveAll(on)
+		return "", nil, nil, nil, err
 	}
-	return id, lowers, shortcuts, nil
+	return id, lowers, shortcuts, on, nil
 }
 
 // lowerDirs resolves parent (an ID or name) and returns its ID and the diff
@@ -238,37 +260,61 @@ func (s *Store) Remove(_ context.Context, key string) error {
 // it as a new layer on the snapshot's parent, and removes the snapshot (on
 // success and on failure). An upper dir with no changes gives Empty and no
 // layer; a layer whose ID already exists is returned as is.
-func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt) (c Committed, err error) {
+func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt) (Committed, error) {
+	_, wait, err := s.CommitAsync(ctx, key, commitOpts...)
+	if err != nil {
+		return Committed{}, err
+	}
+	return wait()
+}
+
+// CommitAsync: see AsyncCommitter and pending.go.
+func (s *Store) CommitAsync(ctx context.Context, key string, commitOpts ...CommitOpt) (c Committed, wait func() (Committed, error), err error) {
 	opts := CommitOptionsOf(commitOpts)
 	st := s.take(key)
 	if st == nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: no such snapshot", key)
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: no such snapshot", key)
 	}
 	if st.view {
 		_ = st.destroy()
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: a view cannot be committed", key)
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: a view cannot be committed", key)
 	}
+	stored := false // from here on, the pending layer destroys st
 	defer func() {
+		if stored {
+			return
+		}
 		if derr := st.destroy(); derr != nil && err == nil {
 			err = derr
 		}
+		if err != nil {
+			c, wait = Committed{}, nil
+		}
 	}()
+	done := func(c Committed) (Committed, func() (Committed, error), error) {
+		return c, func() (Committed, error) { return c, nil }, nil
+	}
 	if err := st.unmountOnce(); err != nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit: %w", err)
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return Committed{}, err
+		return Committed{}, nil, err
+	}
+	// The parent must be stored before its child is (and its lower dirs
+	// be where the store keeps them, for pruneUpper).
+	if err := s.waitStored(st.snap.Parent); err != nil {
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: its parent layer %s: %w", key, st.snap.Parent, err)
 	}
 	upper := st.upper()
 	if err := s.pruneUpper(st); err != nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: %w", key, err)
 	}
 	entries, err := os.ReadDir(upper)
 	if err != nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: reading %s: %w", key, upper, err)
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: reading %s: %w", key, upper, err)
 	}
 	if len(entries) == 0 && !opts.KeepEmpty {
-		return Committed{Empty: true}, nil
+		return done(Committed{Empty: true})
 	}
 
 	// The ID depends on the DiffID, so the layer is recorded (hashed, and
@@ -276,15 +322,43 @@ func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt)
 	// in the snapshot dir and is removed with it.
 	rec, err := recordLayer(ctx, upper, filepath.Join(st.dir, "tar-split.json"))
 	if err != nil {
-		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: %w", key, err)
 	}
-	defer rec.tarSplit.Close()
-	c = Committed{Files: rec.files, Bytes: rec.bytes}
+	defer func() {
+		if !stored {
+			rec.tarSplit.Close()
+		}
+	}()
 	id := LayerID(st.snap.Parent, rec.diffID)
 	if err := ctx.Err(); err != nil {
-		return Committed{}, err
+		return Committed{}, nil, err
 	}
+	// Before anything can stand on the upper dir: the store's layers carry
+	// only the opaque marker, in its namespace.
+	if err := fixXattrs(upper, rec.fixups); err != nil {
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
+	fd, err := openUpper(upper)
+	if err != nil {
+		return Committed{}, nil, fmt.Errorf("snapshot: Commit %q: %w", key, err)
+	}
+	p := &pendingLayer{id: id, parent: st.snap.Parent, st: st, upper: fd, done: make(chan struct{})}
+	c = Committed{Files: rec.files, Bytes: rec.bytes,
+		Layer: Layer{ID: id, Parent: st.snap.Parent, DiffID: rec.diffID, Size: rec.size}}
+	s.track(p)
+	stored = true
+	go func() {
+		defer s.untrack(p)
+		defer rec.tarSplit.Close()
+		sc, err := s.storeLayer(key, st, id, rec, opts, c, p)
+		p.finish(sc, err)
+	}()
+	return c, p.wait, nil
+}
 
+// storeLayer is the second half of a commit: it stores the recorded layer
+// (or finds it stored already).
+func (s *Store) storeLayer(key string, st *snapState, id string, rec *layerRecord, opts CommitOptions, c Committed, p *pendingLayer) (Committed, error) {
 	// Between the existence check and ApplyStagedLayer no other stepexec
 	// commit may run: ApplyStagedLayer on an existing ID would replace that
 	// layer's diff directory, which may be another build's lower dir.
@@ -304,7 +378,7 @@ func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt)
 	}
 	sl, err := s.commitStaged(st, id, rec, opts.Names)
 	if errors.Is(err, errCrossDevice) {
-		sl, err = s.putLayer(ctx, st, id, rec.diffID, opts.Names)
+		sl, err = s.putLayer(context.Background(), st, id, rec.diffID, opts.Names)
 		if errors.Is(err, storage.ErrDuplicateID) {
 			// Another tool stored the same layer meanwhile.
 			l, ok, err := s.existing(id, rec.diffID, opts.Names)
@@ -317,8 +391,9 @@ func (s *Store) Commit(ctx context.Context, key string, commitOpts ...CommitOpt)
 	}
 	if err != nil {
 		// The snapshot's space first: on a full disk, deleting what the
-		// store made of the layer needs a little (destroy is idempotent).
-		_ = st.destroy()
+		// store made of the layer needs a little (destroy is idempotent),
+		// unless a snapshot stands on it.
+		p.freeEarly()
 		if _, lerr := s.store.Layer(id); lerr == nil {
 			_ = s.deleteStoreLayer(id)
 		} else {

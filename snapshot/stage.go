@@ -149,8 +149,8 @@ func isWhiteoutName(name string) bool {
 // bind mount of <graphroot>/overlay made by another tool as real root).
 var errCrossDevice = errors.New("upper and staging directories are on different mounts")
 
-// stagedDiffer is a drivers.Differ that "applies" a layer by moving the
-// entries of an unmounted overlay upper directory into the overlay driver's
+// stagedDiffer is a drivers.Differ that "applies" a layer by putting an
+// unmounted overlay upper directory in the place of the overlay driver's
 // staging directory: no copy, no untar. The overlay driver then renames the
 // staging directory to the layer's diff directory (ApplyStagedLayer).
 //
@@ -160,7 +160,8 @@ var errCrossDevice = errors.New("upper and staging directories are on different 
 // rootless mode (userxattr mounts) and "trusted" as root, the same choice
 // containers/storage makes (archive.GetOverlayXattrName). The overlay
 // xattrs the kernel adds for its own bookkeeping (origin, impure, ...) are
-// removed, and an opaque marker in the other namespace is rewritten.
+// removed, and an opaque marker in the other namespace is rewritten, by
+// the commit before it stages the directory (fixXattrs).
 type stagedDiffer struct {
 	upper string
 	rec   *layerRecord
@@ -168,23 +169,15 @@ type stagedDiffer struct {
 }
 
 func (d *stagedDiffer) ApplyDiff(dest string, _ *archive.TarOptions, _ *drivers.DifferOptions) (drivers.DriverWithDifferOutput, error) {
-	entries, err := os.ReadDir(d.upper)
-	if err != nil {
-		return drivers.DriverWithDifferOutput{}, fmt.Errorf("reading %s: %w", d.upper, err)
-	}
-	for i, e := range entries {
-		from, to := filepath.Join(d.upper, e.Name()), filepath.Join(dest, e.Name())
-		if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE); err != nil {
-			if errors.Is(err, unix.EXDEV) && i == 0 {
-				return drivers.DriverWithDifferOutput{}, fmt.Errorf("moving %s to %s: %w", from, to, errCrossDevice)
-			}
-			return drivers.DriverWithDifferOutput{}, fmt.Errorf("moving %s to %s: %w", from, to, err)
+	// The upper dir itself takes dest's place (and dest the upper's), its
+	// entries untouched: a snapshot may stand on it meanwhile (pending.go).
+	if err := unix.Renameat2(unix.AT_FDCWD, d.upper, unix.AT_FDCWD, dest, unix.RENAME_EXCHANGE); err != nil {
+		if errors.Is(err, unix.EXDEV) {
+			return drivers.DriverWithDifferOutput{}, fmt.Errorf("moving %s to %s: %w", d.upper, dest, errCrossDevice)
 		}
-		d.moved = true
+		return drivers.DriverWithDifferOutput{}, fmt.Errorf("moving %s to %s: %w", d.upper, dest, err)
 	}
-	if err := fixXattrs(dest, d.rec.fixups); err != nil {
-		return drivers.DriverWithDifferOutput{}, err
-	}
+	d.moved = true
 	return drivers.DriverWithDifferOutput{
 		Differ:             d,
 		Size:               d.rec.size,

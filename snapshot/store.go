@@ -46,6 +46,9 @@ type Store struct {
 	snaps  map[string]*snapState
 	closed bool
 	leases map[*Lease]struct{} // not yet released
+	// pending: the layers CommitAsync is storing (pending.go), by ID.
+	pending map[string]*pendingLayer
+	storing sync.WaitGroup
 	// What Open's collection deleted, and its error (Prune reports them).
 	openCollected Collected
 	openErr       error
@@ -108,6 +111,7 @@ func Open(opts Options) (*Store, error) {
 		graphRoot: cs.GraphRoot(),
 		snaps:     map[string]*snapState{},
 		leases:    map[*Lease]struct{}{},
+		pending:   map[string]*pendingLayer{},
 	}
 	s.base = filepath.Join(s.graphRoot, "stepexec")
 	s.empty = filepath.Join(s.base, "empty")
@@ -398,6 +402,7 @@ func (s *Store) RunDir(name string) (string, error) {
 // Close removes this Store's snapshots, releases its leases and shuts the
 // store down. Calling it again is a no-op.
 func (s *Store) Close() error {
+	s.storing.Wait() // the commits under way finish first
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -38,8 +38,12 @@ func (s *Store) mountView(ctx context.Context, key, parent string, forStep bool)
 		return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 	}
 	if parent != "" {
+		// A view sees the layers where the store keeps them.
+		if err := s.waitStored(parent); err != nil {
+			return nil, fmt.Errorf("snapshot: View %q: layer %s: %w", key, parent, err)
+		}
 		// The parent file keeps the viewed layers from garbage collection.
-		id, lowers, shortcuts, err := s.standOn(st, parent)
+		id, lowers, shortcuts, _, err := s.standOn(st, parent)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: View %q: %w", key, err)
 		}

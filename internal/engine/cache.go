@@ -82,16 +82,19 @@ func (r *stepRun) lookup(ctx context.Context, st State, key cache.Key) (State, b
 	return st, true
 }
 
-// record stores the step's result under key, and makes it st's.
-func (r *stepRun) record(st State, key cache.Key, c snapshot.Committed) State {
-	now := time.Now().UTC()
-	st.key, st.stamp = key, now
+// recordKey makes key st's, the step's result.
+func (r *stepRun) recordKey(st State, key cache.Key) State {
+	st.key, st.stamp = key, time.Now().UTC()
+	return st
+}
+
+// put stores the step's stored layer c in the cache under key.
+func (r *stepRun) put(key cache.Key, c snapshot.Committed, created time.Time) {
 	if r.b.deps.Cache == nil || c.Empty {
-		return st
+		return
 	}
 	// A failure to record costs a rebuild next time, nothing more.
-	_ = r.b.deps.Cache.Put(key, cache.Record{Layer: c.Layer.ID, DiffID: c.Layer.DiffID, Size: c.Layer.Size, Created: now})
-	return st
+	_ = r.b.deps.Cache.Put(key, cache.Record{Layer: c.Layer.ID, DiffID: c.Layer.DiffID, Size: c.Layer.Size, Created: created})
 }
 
 // commitOpts are the options of every commit the engine makes: BuildKit

@@ -94,7 +94,7 @@ func (r *stepRun) copy(ctx context.Context, st State, c *dockerfile.Copy) (_ Sta
 	if err != nil || ok {
 		return hit, err
 	}
-	defer release()
+	defer func() { r.afterCommit(release) }()
 	start := time.Now()
 	var total copier.Result
 	st, commit, err := r.inSnapshot(ctx, st, key, nil, func(snap *snapshot.Snapshot) error {

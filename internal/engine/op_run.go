@@ -39,7 +39,7 @@ func (r *stepRun) run(ctx context.Context, st State, c *dockerfile.Run) (_ State
 	if err != nil || ok {
 		return hit, err
 	}
-	defer release()
+	defer func() { r.afterCommit(release) }()
 	set, err := r.prepareMounts(ctx, st, ms)
 	if err != nil {
 		return st, err

@@ -27,7 +27,7 @@ func (r *stepRun) workdir(ctx context.Context, st State) (State, error) {
 	if err != nil || ok {
 		return hit, err
 	}
-	defer release()
+	defer func() { r.afterCommit(release) }()
 	st, c, err := r.inSnapshot(ctx, st, key, nil, func(snap *snapshot.Snapshot) error {
 		uid, gid, err := resolveChown(ctx, snap.Dir, st.Config().User)
 		if err != nil {

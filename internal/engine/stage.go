@@ -17,6 +17,9 @@ type stepRun struct {
 	p      *stagePlan
 	step   dockerfile.Step
 	vertex Vertex
+	// prev is the previous step's layer, if it is being stored, and
+	// pending this step's (pipeline.go).
+	prev, pending *pendingCommit
 }
 
 func (r *stepRun) event(e Event) {
@@ -43,11 +46,14 @@ func (b *build) execute(ctx context.Context, p *stagePlan) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	var pend *pendingCommit // the last layer made, while it is stored
+	var pendStep dockerfile.Step
 	for i, step := range p.steps {
 		if err := ctx.Err(); err != nil {
+			_ = pend.finish()
 			return State{}, err
 		}
-		r := &stepRun{b: b, p: p, step: step, vertex: vertex(i + 2)}
+		r := &stepRun{b: b, p: p, step: step, vertex: vertex(i + 2), prev: pend}
 		start := time.Now()
 		text := step.Text
 		if step.OnBuild {
@@ -56,12 +62,25 @@ func (b *build) execute(ctx context.Context, p *stagePlan) (State, error) {
 		r.event(Event{Kind: StepStarted, Text: text})
 		st, err = r.exec(ctx, st)
 		if err != nil {
-			if ctx.Err() != nil {
+			// The earlier layer's failure comes first: this step's
+			// may be its consequence.
+			perr := pend.finish()
+			_ = r.pending.finish()
+			switch {
+			case perr != nil:
+				return State{}, stepErr(pendStep, perr)
+			case ctx.Err() != nil:
 				return State{}, ctx.Err()
 			}
 			return State{}, stepErr(step, err)
 		}
 		r.event(Event{Kind: StepDone, Duration: time.Since(start)})
+		if r.pending != nil { // its commit finished pend first
+			pend, pendStep = r.pending, step
+		}
+	}
+	if err := pend.finish(); err != nil {
+		return State{}, stepErr(pendStep, err)
 	}
 	return st, nil
 }
@@ -140,8 +159,13 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, ck cache.Key, prepar
 		}
 		return st, snapshot.Committed{}, err
 	}
+	// This layer goes on the previous one, which must be stored first.
+	if err := r.prev.finish(); err != nil {
+		_ = snaps.Remove(context.WithoutCancel(ctx), key)
+		return st, snapshot.Committed{}, err // the loop reports the previous step's error
+	}
 	start := time.Now()
-	c, err := snaps.Commit(ctx, key, r.commitOpts()...)
+	c, wait, err := r.commit(ctx, key)
 	if err != nil {
 		return st, snapshot.Committed{}, err
 	}
@@ -150,5 +174,7 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, ck cache.Key, prepar
 		r.event(Event{Kind: LayerCommitted, Digest: c.Layer.DiffID.String()})
 		st = st.withLayer(toImageLayer(c.Layer))
 	}
-	return r.record(st, ck, c), c, nil
+	st = r.recordKey(st, ck)
+	r.pending = &pendingCommit{wait: wait, record: func(c snapshot.Committed) { r.put(ck, c, st.stamp) }}
+	return st, c, nil
 }
