@@ -41,6 +41,7 @@ type fakeRunner struct {
 	count map[string]int
 	peak  int
 	cur   int
+	onRun func(n int) // called as the n-th step (from 1) starts
 }
 
 func (f *fakeRunner) Run(ctx context.Context, spec runtime.Spec) (runtime.Result, error) {
@@ -48,7 +49,11 @@ func (f *fakeRunner) Run(ctx context.Context, spec runtime.Spec) (runtime.Result
 	f.specs = append(f.specs, spec)
 	f.cur++
 	f.peak = max(f.peak, f.cur)
+	n, onRun := len(f.specs), f.onRun
 	f.mu.Unlock()
+	if onRun != nil {
+		onRun(n)
+	}
 	defer func() { f.mu.Lock(); f.cur--; f.mu.Unlock() }()
 	if spec.OnStart != nil {
 		spec.OnStart()
@@ -152,7 +157,8 @@ type testBuild struct {
 	images   fakeImages
 	ctxDir   string
 	events   *eventLog
-	cache    *fakeCache // nil: no build cache
+	cache    *fakeCache  // nil: no build cache
+	async    *asyncSnaps // non-nil: the Snapshotter stores layers after commits return
 }
 
 func newTestBuild(t *testing.T) *testBuild {
@@ -231,6 +237,9 @@ func (tb *testBuild) solve(ctx context.Context, df string, opts dockerfile.Parse
 		m(&req)
 	}
 	deps := Deps{Snaps: tb.snaps, Runner: tb.runner, Images: tb.images, CacheDir: tb.t.TempDir(), TempDir: tb.t.TempDir()}
+	if tb.async != nil {
+		deps.Snaps = tb.async
+	}
 	if tb.cache != nil {
 		deps.Cache, deps.HoldLayer = tb.cache, tb.holdLayer
 	}
