@@ -78,8 +78,8 @@ func init() {
 	if len(os.Args) > 0 && os.Args[0] == captureArg0 {
 		os.Exit(runCaptureHelper())
 	}
-	if len(os.Args) > 0 && os.Args[0] == watcherArg0 {
-		os.Exit(runWatcher())
+	if len(os.Args) > 0 && os.Args[0] == stepinit.WatcherArg0 {
+		os.Exit(stepinit.RunWatcher())
 	}
 	// libcontainer's mount-source goroutine setns(2)s its locked thread
 	// into a step's mount namespace and ends without unlocking it. Go
@@ -356,7 +356,7 @@ func (s *step) start(ctx context.Context) (*libcontainer.Process, error) {
 			return nil, fmt.Errorf("runtime: step %s: %w", spec.ID, err)
 		}
 	}
-	if err := s.r.watcher.watch(pid, s.r.stateDir); err != nil {
+	if err := s.r.watcher.watch(pid, s.r.stateDir, s.initExe); err != nil {
 		return nil, err
 	}
 	if err := s.connectNetwork(ctx, pid); err != nil {

@@ -7,9 +7,10 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // A step must die with its builder, however the builder dies. Two
@@ -30,9 +31,6 @@ import (
 //     (their pid namespaces die with them) and exits. Killing every
 //     stepexec process kills the watcher too, and then the signal does it.
 
-// watcherArg0 is the argv[0] that makes the binary the watcher (see init).
-const watcherArg0 = "stepexec-step-watcher"
-
 // watcher is the builder's side of the watcher process.
 type watcher struct {
 	mu   sync.Mutex
@@ -43,8 +41,10 @@ type watcher struct {
 // watch hands the process pid (a step's pid 1, not yet waited for, so the
 // pid cannot be reused meanwhile) to the watcher, starting it first if
 // needed, or again if it died (someone killed it). tag goes on the
-// watcher's command line, to tell whose it is.
-func (w *watcher) watch(pid int, tag string) error {
+// watcher's command line, to tell whose it is. The watcher runs the small
+// init's binary (exe), when there is one: a Go start of 4 MB, not of the
+// whole builder.
+func (w *watcher) watch(pid int, tag string, exe *os.File) error {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("runtime: pidfd of step process %d: %w", pid, err)
@@ -55,7 +55,7 @@ func (w *watcher) watch(pid int, tag string) error {
 	defer w.mu.Unlock()
 	for try := 0; ; try++ {
 		if w.cmd == nil {
-			if err := w.start(tag); err != nil {
+			if err := w.start(tag, exe); err != nil {
 				return fmt.Errorf("runtime: starting the step watcher: %w", err)
 			}
 		}
@@ -73,7 +73,7 @@ func (w *watcher) watch(pid int, tag string) error {
 	}
 }
 
-func (w *watcher) start(tag string) error {
+func (w *watcher) start(tag string, exe *os.File) error {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -82,9 +82,15 @@ func (w *watcher) start(tag string) error {
 	defer theirs.Close()
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
-		Args:        []string{watcherArg0, tag},
+		Args:        []string{stepinit.WatcherArg0, tag},
 		ExtraFiles:  []*os.File{theirs}, // fd 3
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if exe != nil {
+		// Inherited as fd 4, so that the fds the child sets up before its
+		// exec cannot land on the number the path names.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, exe)
+		cmd.Path = "/proc/self/fd/4"
 	}
 	if err := cmd.Start(); err != nil {
 		unix.Close(fds[0])
@@ -110,75 +116,4 @@ func (w *watcher) stop() {
 	// Its exit status says nothing about the build: it was a safety net.
 	_ = w.cmd.Wait()
 	w.cmd = nil
-}
-
-// runWatcher is the watcher process: it collects pidfds from fd 3 until
-// EOF, forgetting those whose process exited, then SIGKILLs the rest.
-func runWatcher() int {
-	const conn = 3
-	if name, err := unix.BytePtrFromString("stepexec-watch"); err == nil {
-		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
-	}
-	var inits []int
-	for {
-		fds := []unix.PollFd{{Fd: conn, Events: unix.POLLIN}}
-		for _, p := range inits {
-			fds = append(fds, unix.PollFd{Fd: int32(p), Events: unix.POLLIN})
-		}
-		if _, err := unix.Poll(fds, -1); err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			break
-		}
-		var running []int
-		for i, p := range inits {
-			if fds[i+1].Revents != 0 { // a pidfd polls readable once its process exited
-				unix.Close(p)
-			} else {
-				running = append(running, p)
-			}
-		}
-		inits = running
-		if fds[0].Revents == 0 {
-			continue
-		}
-		pidfd, err := receivePidfd(conn)
-		if err != nil || pidfd < 0 {
-			break // EOF: the builder is gone
-		}
-		inits = append(inits, pidfd)
-	}
-	for _, p := range inits {
-		_ = unix.PidfdSendSignal(p, unix.SIGKILL, nil, 0)
-	}
-	return 0
-}
-
-// receivePidfd reads one message from conn: the pidfd it carries, or -1
-// at EOF.
-func receivePidfd(conn int) (int, error) {
-	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(4))
-	for {
-		n, oobn, _, _, err := unix.Recvmsg(conn, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return -1, err
-		}
-		if n == 0 && oobn == 0 {
-			return -1, nil
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) != 1 {
-			return -1, fmt.Errorf("step watcher: bad message: %v", err)
-		}
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		if err != nil || len(fds) != 1 {
-			return -1, fmt.Errorf("step watcher: bad message: %v", err)
-		}
-		return fds[0], nil
-	}
 }

@@ -1,12 +1,15 @@
 package runtime
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stepexec/stepexec/runtime/stepinit"
 )
 
 // TestWatcherKillsWhenBuilderDies hands the watcher two processes, one of
@@ -15,6 +18,17 @@ import (
 // exit, from a session of its own (a kill of the builder's process group
 // must not take it along).
 func TestWatcherKillsWhenBuilderDies(t *testing.T) {
+	small, err := stepinit.SealedMemfd(stepinit.ExeName, smallInitBinary(t), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	for name, exe := range map[string]*os.File{"this binary": nil, "the small init": small} {
+		t.Run(name, func(t *testing.T) { watcherKillsWhenBuilderDies(t, exe) })
+	}
+}
+
+func watcherKillsWhenBuilderDies(t *testing.T, exe *os.File) {
 	victim := exec.Command("sleep", "60")
 	short := exec.Command("sleep", "0.05")
 	for _, c := range []*exec.Cmd{victim, short} {
@@ -25,7 +39,7 @@ func TestWatcherKillsWhenBuilderDies(t *testing.T) {
 	}
 	var w watcher
 	for _, c := range []*exec.Cmd{short, victim} {
-		if err := w.watch(c.Process.Pid, t.Name()); err != nil {
+		if err := w.watch(c.Process.Pid, t.Name(), exe); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,6 +48,11 @@ func TestWatcherKillsWhenBuilderDies(t *testing.T) {
 	}
 	if sid, err := unix.Getsid(w.cmd.Process.Pid); err != nil || sid != w.cmd.Process.Pid {
 		t.Errorf("the watcher's session is %d (%v), want its own (%d)", sid, err, w.cmd.Process.Pid)
+	}
+	if exe != nil {
+		if err := runsSmallInit(w.cmd.Process.Pid); err != nil {
+			t.Errorf("the watcher: %v", err)
+		}
 	}
 
 	unix.Close(w.sock)
@@ -62,13 +81,13 @@ func TestWatcherRestarted(t *testing.T) {
 	}
 	defer victim.Process.Kill()
 	var w watcher
-	if err := w.watch(victim.Process.Pid, t.Name()); err != nil {
+	if err := w.watch(victim.Process.Pid, t.Name(), nil); err != nil {
 		t.Fatal(err)
 	}
 	first := w.cmd.Process.Pid
 	w.cmd.Process.Kill()
 	w.cmd.Process.Wait() // reaped here, so the retry's Wait returns at once
-	if err := w.watch(victim.Process.Pid, t.Name()); err != nil {
+	if err := w.watch(victim.Process.Pid, t.Name(), nil); err != nil {
 		t.Fatalf("after the watcher died: %v", err)
 	}
 	if w.cmd.Process.Pid == first {

@@ -1,10 +1,11 @@
-// Command stepexec-init is a RUN step's init process and nothing else:
-// stepexec's binary embeds it (scripts/build.sh builds it first) and each
-// step's init executes it instead of starting the whole builder again.
+// Command stepexec-init is a RUN step's init process, and the step
+// watcher: stepexec's binary embeds it (scripts/build.sh builds it first)
+// and runs it for both instead of starting the whole builder again.
 // See runtime/stepinit and runtime/initexe.go.
 package main
 
 import (
+	"os"
 	goruntime "runtime"
 
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // the C half of the init, before the Go runtime
@@ -16,4 +17,9 @@ import (
 // command): locked in an init, the main goroutine never leaves it.
 func init() { goruntime.LockOSThread() }
 
-func main() { stepinit.Main() }
+func main() {
+	if len(os.Args) > 0 && os.Args[0] == stepinit.WatcherArg0 {
+		os.Exit(stepinit.RunWatcher())
+	}
+	stepinit.Main()
+}
