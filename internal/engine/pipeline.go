@@ -16,40 +16,58 @@ import (
 // while the next one runs; its cache entry is written, and the cache
 // key's lock released, only once it is stored.
 
-// pendingCommit is a step's layer being stored.
+// pendingCommit is a step's layer being stored. Its cache entry is
+// written as soon as the store is done, not when the engine next looks:
+// a build killed during the next step keeps it (docker does).
 type pendingCommit struct {
-	once   sync.Once
-	wait   func() (snapshot.Committed, error)
-	record func(snapshot.Committed) // the cache entry
-	after  []func()                 // then: the cache key's lock
-	err    error
+	done  chan struct{}
+	mu    sync.Mutex
+	after []func() // once stored: the cache key's lock
+	ended bool     // after ran
+	err   error
 }
 
-// finish waits for the layer, records it and runs what waited for it; nil
-// finishes at once.
+// storing watches wait and records the layer (record) once it is stored.
+func storing(wait func() (snapshot.Committed, error), record func(snapshot.Committed)) *pendingCommit {
+	p := &pendingCommit{done: make(chan struct{})}
+	go func() {
+		c, err := wait()
+		if err == nil {
+			record(c)
+		}
+		p.mu.Lock()
+		p.err, p.ended = err, true
+		after := p.after
+		p.mu.Unlock()
+		for _, f := range after {
+			f()
+		}
+		close(p.done)
+	}()
+	return p
+}
+
+// finish waits until the layer is stored and recorded; nil finishes at
+// once.
 func (p *pendingCommit) finish() error {
 	if p == nil {
 		return nil
 	}
-	p.once.Do(func() {
-		c, err := p.wait()
-		if err == nil && p.record != nil {
-			p.record(c)
-		}
-		p.err = err
-		for _, f := range p.after {
-			f()
-		}
-	})
+	<-p.done
 	return p.err
 }
 
 // afterCommit runs f once this step's layer is stored (at once if it made
 // none, or is stored).
 func (r *stepRun) afterCommit(f func()) {
-	if r.pending != nil {
-		r.pending.after = append(r.pending.after, f)
-		return
+	if p := r.pending; p != nil {
+		p.mu.Lock()
+		if !p.ended {
+			p.after = append(p.after, f)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
 	}
 	f()
 }

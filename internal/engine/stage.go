@@ -175,6 +175,7 @@ func (r *stepRun) inSnapshot(ctx context.Context, st State, ck cache.Key, prepar
 		st = st.withLayer(toImageLayer(c.Layer))
 	}
 	st = r.recordKey(st, ck)
-	r.pending = &pendingCommit{wait: wait, record: func(c snapshot.Committed) { r.put(ck, c, st.stamp) }}
+	stamp := st.stamp
+	r.pending = storing(wait, func(c snapshot.Committed) { r.put(ck, c, stamp) })
 	return st, c, nil
 }
