@@ -158,6 +158,19 @@ func TestReleaseDeletesWhatNothingKeeps(t *testing.T) {
 	testenv.CheckStore(t, filepath.Join(dir, "graph"))
 }
 
+// holding returns a new lease that holds layer id.
+func holding(t *testing.T, s *Store, id string) *Lease {
+	t.Helper()
+	l, err := s.NewLease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Hold(func() (string, error) { return id, nil }); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // TestReleaseCollectsOnlyWhatItMade: a lease that only held layers that
 // were there before (a fully cached build: its base and cache hits) ends
 // without a collection, even when one of them has lost what kept it
@@ -174,13 +187,7 @@ func TestReleaseCollectsOnlyWhatItMade(t *testing.T) {
 	if _, err := maker.Release(); err != nil {
 		t.Fatal(err)
 	}
-	user, err := s.NewLease()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := user.Hold(func() (string, error) { return unkept.ID, nil }); err != nil {
-		t.Fatal(err)
-	}
+	user := holding(t, s, unkept.ID)
 	img, err := s.store.Image("localhost/unkept:latest")
 	if err != nil {
 		t.Fatal(err)
@@ -212,13 +219,7 @@ func TestReleaseCollectsOnlyWhatItMade(t *testing.T) {
 	if _, err := mk.Release(); err != nil {
 		t.Fatal(err)
 	}
-	holder, err := s.NewLease()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := holder.Hold(func() (string, error) { return cached.ID, nil }); err != nil {
-		t.Fatal(err)
-	}
+	holder := holding(t, s, cached.ID)
 	if err := os.Remove(ref); err != nil {
 		t.Fatal(err)
 	}
