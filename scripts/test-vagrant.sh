@@ -46,12 +46,25 @@ state=$states.$$
 logs=$repo/.vagrant-build/logs
 driver=qemu compile=host started=''
 timings=()
-timed() { # timed LABEL CMD…: runs CMD, records how long it took
+job=''
+# timed LABEL CMD…: runs CMD, records how long it took. CMD runs in the
+# background so that a signal (on_signal) interrupts the wait at once.
+timed() {
   local label=$1 t0=$SECONDS rc=0
   shift
-  "$@" || rc=$?
+  "$@" &
+  job=$!
+  wait "$job" || rc=$?
+  job=''
   timings+=("$(printf '%-28s %5d s' "$label" $((SECONDS - t0)))")
   return "$rc"
+}
+# A signal fails the run with 128+N (cleanup, the EXIT trap, follows);
+# bash's own handling would let it exit 0.
+on_signal() {
+  [ -z "$job" ] || kill -TERM "$job" 2>/dev/null || true
+  echo "test-vagrant.sh: interrupted (signal $(($1 - 128)))" >&2
+  exit "$1"
 }
 
 install_missing() {
@@ -63,7 +76,10 @@ install_missing() {
 box_ready() {
   local rc=0
   exec 9>/var/tmp/stepexec-vagrant-box.lock
-  flock 9
+  flock 9 &
+  job=$!
+  wait "$job" # (in the background: a signal interrupts the wait)
+  job=''
   if ! vagrant box list 2>/dev/null | grep -q '^stepexec/debian12 '; then
     timed "box build and add" scripts/vagrant-box.sh || rc=$?
   fi
@@ -85,8 +101,8 @@ reap_orphans() {
     [ -d "$dir" ] && [ ! -e "$dir/kept" ] || continue
     pid=${dir##*.}
     case $pid in *[!0-9]*) continue ;; esac
-    [ "$pid" != $$ ] || continue
-    if ! tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'test-vagrant\.sh'; then
+    # (one named after this run's pid is an orphan too: this run starts later)
+    if [ "$pid" = $$ ] || ! tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'test-vagrant\.sh'; then
       echo "test-vagrant.sh: stopping the libvirtd of a run that is gone ($dir)"
       scripts/vagrant/libvirtd-netns.sh stop "$dir" || true
     fi
@@ -96,11 +112,12 @@ reap_orphans() {
 cleanup() {
   local rc=$? t0=$SECONDS
   trap - EXIT
+  trap '' HUP INT TERM # a second ^C does not cut the cleanup short
   if [ -n "$started" ] && [ -n "$keep" ]; then
     touch "$state/kept"
     echo "test-vagrant.sh: --keep: the VM runs; clean up with: scripts/vagrant/libvirtd-netns.sh run $state vagrant destroy -f; scripts/vagrant/libvirtd-netns.sh stop $state"
   elif [ -n "$started" ]; then
-    in_ns vagrant destroy -f debian12 >/dev/null 2>&1 || true
+    timeout 300 "$repo/scripts/vagrant/libvirtd-netns.sh" run "$state" env -C "$repo" vagrant destroy -f debian12 >/dev/null 2>&1 || true
     scripts/vagrant/libvirtd-netns.sh stop "$state" || true
     rm -rf .vagrant/machines/debian12 # its domain died with that libvirtd
     timings+=("$(printf '%-28s %5d s' "destroy and cleanup" $((SECONDS - t0)))")
@@ -148,6 +165,9 @@ report() {
 mkdir -p "$logs"
 rm -rf "$logs/stepexec-vagrant-results" "$logs/vagrant-up.log"
 trap cleanup EXIT
+trap 'on_signal 129' HUP
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 timed "install packages" install_missing
 box_ready
 if kvm_usable; then driver=kvm compile=guest; fi
