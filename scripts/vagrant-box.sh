@@ -39,13 +39,7 @@ if [ -n "$add" ] && [ -z "$force" ] && vagrant box list 2>/dev/null | grep -q "^
   exit 0
 fi
 
-need=()
-for p in mmdebstrap syslinux syslinux-common mtools dosfstools qemu-utils e2fsprogs fdisk; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+"$repo/scripts/vagrant/apt-missing.sh" mmdebstrap syslinux syslinux-common mtools dosfstools qemu-utils e2fsprogs fdisk
 
 if [ -z "$mirror" ]; then
   for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do

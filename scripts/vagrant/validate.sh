@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 if ! command -v vagrant >/dev/null || ! dpkg-query -W -f='${Status}' vagrant-libvirt 2>/dev/null | grep -q "install ok installed"; then
   if [ "$(id -u)" -eq 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends vagrant vagrant-libvirt >/dev/null
+    scripts/vagrant/apt-missing.sh vagrant vagrant-libvirt
   elif [ "${STEPEXEC_REQUIRE_ALL:-}" = 1 ]; then
     echo "validate.sh: vagrant and vagrant-libvirt are needed (apt install vagrant vagrant-libvirt)" >&2
     exit 1
