@@ -35,6 +35,10 @@ command -v buildah >/dev/null || { echo "bench: buildah is not installed (apt-ge
 alpine=$(scripts/alpine.sh)
 se_nocache=
 if "$se_bin" build --help 2>/dev/null | grep -q -- '--no-cache'; then se_nocache=--no-cache; fi
+# As buildah's: steps without a network (stepexec's default is a private
+# one through slirp4netns since issue #8).
+se_net=()
+if "$se_bin" build --help 2>/dev/null | grep -q -- '--network'; then se_net=(--network=none); fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/stepexec-bench.XXXXXX")
 res="$work/results"; mkdir -p "$res" "$work/ctx"
@@ -111,7 +115,7 @@ build_argv() {
   case $tool in
   s)
     [ "$mode" = cached ] || [ -z "$se_nocache" ] || nc=("$se_nocache")
-    argv=("$se_bin" --root "$store/root" --runroot "$store/run" build -q "${nc[@]}" "$ctx") ;;
+    argv=("$se_bin" --root "$store/root" --runroot "$store/run" build -q "${se_net[@]}" "${nc[@]}" "$ctx") ;;
   b)
     [ "$mode" = cached ] || nc=(--no-cache)
     argv=(buildah --root "$store/root" --runroot "$store/run" --storage-driver overlay
@@ -371,7 +375,7 @@ commit=$(git -c safe.directory='*' describe --always --dirty 2>/dev/null || echo
 
 echo "## $(date -u +%Y-%m-%d), $(nproc) CPUs, kernel $(uname -r) (issue #7)"
 echo
-echo "- \`$("$se_bin" --version 2>&1 | head -n 1)\` (checkout \`$commit\`); stepexec build --no-cache: $([ -n "$se_nocache" ] && echo yes || echo 'no (no layer cache yet)')"
+echo "- \`$("$se_bin" --version 2>&1 | head -n 1)\` (checkout \`$commit\`); stepexec build --no-cache: $([ -n "$se_nocache" ] && echo yes || echo 'no (no layer cache yet)'), --network=none: $([ ${#se_net[@]} -gt 0 ] && echo yes || echo no)"
 echo "- $(buildah --version); runc $(runc --version 2>/dev/null | head -n 1 | awk '{print $3}'); as uid $(id -u) ($(id -un)); store on $(findmnt -n -o FSTYPE -T "$work")"
 echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average at start $load_start, at end $load_end"
 echo "- $rounds rounds, each workload stepexec then buildah in every round; median (min) of the rounds; run took $((SECONDS - started)) s"
