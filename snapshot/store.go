@@ -99,11 +99,11 @@ func Open(opts Options) (*Store, error) {
 
 	cs, err := storage.GetStore(so)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: opening store %s (run root %s): %w", so.GraphRoot, so.RunRoot, err)
+		return nil, noUserXattrs(so.GraphRoot, fmt.Errorf("snapshot: opening store %s (run root %s): %w", so.GraphRoot, so.RunRoot, err))
 	}
 	if err := checkNativeDiff(cs); err != nil {
 		_, _ = cs.Shutdown(false)
-		return nil, err
+		return nil, noUserXattrs(so.GraphRoot, err)
 	}
 
 	s := &Store{
@@ -169,6 +169,33 @@ func dropMountProgram(in []string) []string {
 		out = append(out, o)
 	}
 	return out
+}
+
+// noUserXattrs explains err, a store that could not be opened rootless,
+// when the store's filesystem has no user xattrs, which overlay needs in
+// a user namespace (userxattr): tmpfs before Linux 6.6, some network and
+// FUSE filesystems.
+func noUserXattrs(root string, err error) error {
+	if !inUserNamespace() {
+		return err
+	}
+	dir := root
+	for { // the store's directory, or where it would be
+		if _, serr := os.Stat(dir); serr == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	f, perr := os.CreateTemp(dir, ".xattr-probe-")
+	if perr != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if xerr := unix.Fsetxattr(int(f.Fd()), "user.stepexec.probe", []byte("1"), 0); errors.Is(xerr, unix.EOPNOTSUPP) {
+		return fmt.Errorf("snapshot: the filesystem of %s has no user xattrs (tmpfs before Linux 6.6 has none), which overlayfs needs without real root: put the store on another filesystem (--root): %w", root, err)
+	}
+	return err
 }
 
 func checkNativeDiff(cs storage.Store) error {
