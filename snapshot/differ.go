@@ -104,7 +104,7 @@ func newLayerWriter(ctx context.Context, w io.Writer, upper string) *layerWriter
 		tw:    tar.NewWriter(w),
 		upper: upper,
 		links: map[inodeKey]string{},
-		buf:   make([]byte, 128<<10),
+		buf:   copyBuffers.get(),
 	}
 }
 
@@ -116,6 +116,7 @@ func writeLayerTar(ctx context.Context, w io.Writer, upper string) (int, int64, 
 
 // run writes the whole tar, end-of-archive included.
 func (lw *layerWriter) run() error {
+	defer func() { copyBuffers.put(lw.buf); lw.buf = nil }()
 	if err := lw.walkDir(""); err != nil {
 		return err
 	}

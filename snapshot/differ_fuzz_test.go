@@ -304,6 +304,7 @@ func FuzzWriteLayerTar(f *testing.F) {
 		if !bytes.Equal(first.Bytes(), second.Bytes()) {
 			t.Fatal("two runs over the same tree gave different tars")
 		}
+		assertRecordMatchesTarSplit(t, upper)
 		got := entries(t, bytes.NewReader(first.Bytes()))
 		want := expected(tree, "")
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {

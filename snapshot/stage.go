@@ -2,11 +2,9 @@ package snapshot
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"slices"
 
 	digest "github.com/opencontainers/go-digest"
-	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage"
 	drivers "go.podman.io/storage/drivers"
@@ -48,14 +45,10 @@ type xattrFixup struct {
 	names  []string // overlay xattrs present
 }
 
-// errRecordStopped is what the tar writer gets once recordLayer stopped
-// reading its output.
-var errRecordStopped = errors.New("layer record stopped")
-
-// recordLayer writes the layer tar of upper through tar-split's
-// disassembler, which records headers and padding verbatim and a crc64 of
-// each file's content, into tsPath, while hashing the stream. The tar is
-// never stored: the store's Diff rebuilds it from tar-split and the files.
+// recordLayer writes the layer tar of upper into a splitRecorder, which
+// hashes it and records its tar-split metadata (headers and padding
+// verbatim, a crc64 of each file's content) into tsPath. The tar is never
+// stored: the store's Diff rebuilds it from tar-split and the files.
 func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, err error) {
 	ts, err := os.OpenFile(tsPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -66,72 +59,48 @@ func recordLayer(ctx context.Context, upper, tsPath string) (rec *layerRecord, e
 			ts.Close()
 		}
 	}()
-	tsBuf := bufio.NewWriterSize(ts, 64<<10)
+	tsBuf := fileBuffers.get()
+	defer fileBuffers.put(tsBuf)
+	tsBuf.Reset(ts)
+	split := newSplitRecorder(tsstorage.NewJSONPacker(tsBuf))
+	defer split.abort()
 
 	uids, gids := map[uint32]struct{}{}, map[uint32]struct{}{}
 	onDisk := 0
 	var fixups []xattrFixup
-	pr, pw := io.Pipe()
-	type result struct {
-		files int
-		bytes int64
-		err   error
-	}
-	produced := make(chan result, 1)
-	go func() {
-		lw := newLayerWriter(ctx, pw, upper)
-		lw.onHeader = func(h *tar.Header) {
-			if filepath.Base(h.Name) != archive.WhiteoutOpaqueDir {
-				onDisk++
-			}
-			// As PutLayer does: whiteouts' owners are not the layer's ids.
-			if !isWhiteoutName(h.Name) {
-				uids[uint32(h.Uid)] = struct{}{}
-				gids[uint32(h.Gid)] = struct{}{}
-			}
+	lw := newLayerWriter(ctx, split, upper)
+	lw.onHeader = func(h *tar.Header) {
+		split.entry(h.Name, h.Size)
+		if filepath.Base(h.Name) != archive.WhiteoutOpaqueDir {
+			onDisk++
 		}
-		lw.onOverlayXattrs = func(rel string, opaque bool, names []string) {
-			fixups = append(fixups, xattrFixup{rel: rel, opaque: opaque, names: names})
+		// As PutLayer does: whiteouts' owners are not the layer's ids.
+		if !isWhiteoutName(h.Name) {
+			uids[uint32(h.Uid)] = struct{}{}
+			gids[uint32(h.Gid)] = struct{}{}
 		}
-		err := lw.run()
-		pw.CloseWithError(err)
-		produced <- result{lw.files, lw.bytes, err}
-	}()
-
-	digester := digest.Canonical.Digester()
-	payload, done, err := asm.NewInputTarStreamWithDone(pr, tsstorage.NewJSONPacker(tsBuf), tsstorage.NewDiscardFilePutter())
-	if err != nil {
-		pr.CloseWithError(err)
-		<-produced
-		return nil, fmt.Errorf("starting tar-split of %s: %w", upper, err)
 	}
-	size, copyErr := io.Copy(digester.Hash(), payload)
-	payload.Close()
-	doneErr := <-done
-	pr.CloseWithError(errRecordStopped) // unblock the writer if the reader stopped early
-	res := <-produced
-	// The writer's error is the cause unless the reader stopped first (the
-	// tar-split file could not be written, e.g. the disk is full): then
-	// the writer only saw the pipe closed under it.
+	lw.onOverlayXattrs = func(rel string, opaque bool, names []string) {
+		fixups = append(fixups, xattrFixup{rel: rel, opaque: opaque, names: names})
+	}
+	runErr := lw.run()
+	diffID, size, splitErr := split.finish()
+	// A tar-split failure (e.g. a full disk) is the cause of the writer's.
 	switch {
-	case res.err != nil && !errors.Is(res.err, errRecordStopped):
-		return nil, res.err
-	case copyErr != nil:
-		return nil, fmt.Errorf("recording the layer tar of %s: %w", upper, copyErr)
-	case doneErr != nil:
-		return nil, fmt.Errorf("tar-split of %s: %w", upper, doneErr)
-	case res.err != nil:
-		return nil, res.err
+	case splitErr != nil:
+		return nil, fmt.Errorf("tar-split of %s into %s: %w", upper, tsPath, splitErr)
+	case runErr != nil:
+		return nil, runErr
 	}
 	if err := tsBuf.Flush(); err != nil {
 		return nil, fmt.Errorf("writing tar-split file %s: %w", tsPath, err)
 	}
 	return &layerRecord{
-		diffID:   digester.Digest(),
+		diffID:   diffID,
 		size:     size,
-		files:    res.files,
+		files:    lw.files,
 		onDisk:   onDisk,
-		bytes:    res.bytes,
+		bytes:    lw.bytes,
 		uids:     slices.Sorted(maps.Keys(uids)),
 		gids:     slices.Sorted(maps.Keys(gids)),
 		tarSplit: ts,
@@ -184,7 +153,7 @@ func (d *stagedDiffer) ApplyDiff(dest string, _ *archive.TarOptions, _ *drivers.
 		UIDs:               d.rec.uids,
 		GIDs:               d.rec.gids,
 		UncompressedDigest: d.rec.diffID,
-		TarSplit:           d.rec.tarSplit,
+		// No TarSplit: commitStaged stores it (writeTarSplit).
 	}, nil
 }
 
@@ -224,7 +193,6 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 	out, err := s.store.PrepareStagedLayer(diffOpts, d)
 	if err != nil {
 		if out != nil && out.Target != "" {
-			out.TarSplit = nil // ours: closed with the record
 			_ = s.store.CleanupStagedLayer(out)
 		}
 		return nil, err
@@ -242,7 +210,6 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 		// The layer record was deleted by the store; the staging
 		// directory may remain if the failure came before its rename.
 		if _, serr := os.Lstat(staging); serr == nil {
-			out.TarSplit = nil
 			_ = s.store.CleanupStagedLayer(out)
 		}
 		return nil, err
@@ -250,6 +217,14 @@ func (s *Store) commitStaged(st *snapState, id string, rec *layerRecord, names [
 	// The driver renames <staging>/dir away and deletes the lock file, but
 	// leaves the (now empty) <staging> directory for its next prune.
 	_ = os.Remove(staging)
+	// Until the tar-split is stored the layer's Diff would be wrong; no
+	// image or cache entry can name the layer before Commit returns, and
+	// a crash here leaves it to the lease's collection like any layer a
+	// dead build made.
+	if err := s.writeTarSplit(id, rec.tarSplit); err != nil {
+		_ = s.deleteStoreLayer(id)
+		return nil, err
+	}
 	// Older podman (containers/storage < v1.54) deletes the staging area
 	// whenever it opens the store; if that raced the final rename the layer
 	// would silently lack files. Counting them is cheap next to the hashing
