@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -71,10 +72,18 @@ func TestPrepareOnLayerBeingStored(t *testing.T) {
 	if _, err := os.Stat(committed); err != nil {
 		t.Errorf("the committed snapshot's directory went while a snapshot stands on its upper dir: %v", err)
 	}
-	writeTree(t, child.Dir, map[string]string{"b": "from b"})
+	writeTree(t, child.Dir, map[string]string{"b": "from b", "sub/tmp": "gone again"})
+	// sub is copied up and left as it was: the commit drops it, which
+	// takes the lower dirs of the layer stored since the child's Prepare.
+	if err := os.Remove(filepath.Join(child.Dir, "sub", "tmp")); err != nil {
+		t.Fatal(err)
+	}
 	cb, err := s.Commit(ctx, "b")
 	if err != nil || cb.Layer.Parent != c.Layer.ID {
 		t.Fatalf("the child's commit: %+v, %v", cb, err)
+	}
+	if names, _ := readLayer(t, s, cb.Layer.ID); !slices.Equal(names, []string{"b"}) {
+		t.Errorf("the child's layer holds %q, want only b (sub was only copied up)", names)
 	}
 	if _, err := os.Stat(committed); err == nil {
 		t.Error("the committed snapshot's directory is still there with nothing on it")

@@ -26,6 +26,9 @@ type snapState struct {
 	// standsOn: the layers being stored whose upper dirs the mount has
 	// as lower dirs (pending.go), left once it is unmounted.
 	standsOn []*pendingLayer
+	// storedLowers: the parent chain's diff dirs where the store keeps
+	// them (the pending ones once stored), top first, for pruneUpper.
+	storedLowers []string
 }
 
 func (st *snapState) upper() string { return filepath.Join(st.dir, "upper") }
@@ -125,6 +128,7 @@ func (s *Store) mountSnapshot(st *snapState, parent string, view *stepView) erro
 		st.snap.Parent = id
 		st.standsOn = on
 		m.lowers, m.legacyShortcuts = lowers, shortcuts
+		st.storedLowers = s.storedLowers(lowers, on)
 	} else {
 		// overlay needs at least one lower dir.
 		m.lowers = []string{s.empty}
@@ -416,11 +420,19 @@ func (s *Store) pruneUpper(st *snapState) error {
 	if st.snap.Parent == "" {
 		return nil
 	}
-	_, lowers, _, err := s.lowerDirs(st.snap.Parent)
-	if err != nil {
-		return err
+	return pruneCopiedUpDirs(st.upper(), st.storedLowers)
+}
+
+// storedLowers returns a mount's lower dirs as the store keeps them: the
+// first len(on) are the upper dirs of layers being stored (pendingLowers
+// puts them first, in chain order), which the store moves to its diff
+// dirs; the rest are those already.
+func (s *Store) storedLowers(lowers []string, on []*pendingLayer) []string {
+	stored := make([]string, 0, len(lowers))
+	for _, p := range on {
+		stored = append(stored, filepath.Join(s.graphRoot, "overlay", p.id, "diff"))
 	}
-	return pruneCopiedUpDirs(st.upper(), lowers)
+	return append(stored, lowers[len(on):]...)
 }
 
 // dropLayerLinks removes the overlay driver's short-name links to layer id
