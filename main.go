@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/stepexec/stepexec/internal/sigctx"
 )
 
 // Main is the whole main function of a program that embeds stepexec: it
@@ -42,7 +42,7 @@ func mainCode(run func(context.Context, *Builder) error, opts []Option) int {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return 1
 	}
-	ctx, stopped := signalContext()
+	ctx, stopped := sigctx.New()
 	err = openAndRun(ctx, run, opts)
 	if s := stopped(); s != 0 {
 		fmt.Fprintf(os.Stderr, "interrupted by %v\n", s)
@@ -72,27 +72,5 @@ func quietLogs() {
 	logrus.SetLevel(logrus.ErrorLevel)
 	if os.Getenv("STEPEXEC_DEBUG") != "" {
 		logrus.SetLevel(logrus.DebugLevel)
-	}
-}
-
-// signalContext is cancelled by the first SIGINT or SIGTERM; stopped tells
-// which one came (0 for none).
-func signalContext() (ctx context.Context, stopped func() syscall.Signal) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	got := make(chan syscall.Signal, 1)
-	go func() {
-		got <- (<-ch).(syscall.Signal)
-		cancel()
-	}()
-	return ctx, func() syscall.Signal {
-		select {
-		case s := <-got:
-			got <- s
-			return s
-		default:
-			return 0
-		}
 	}
 }

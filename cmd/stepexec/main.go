@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stepexec/stepexec"
+	"github.com/stepexec/stepexec/internal/sigctx"
 )
 
 // version is set at link time by scripts/build.sh (git describe).
@@ -103,32 +104,14 @@ func run() int {
 // usageError marks errors in how the command was called.
 type usageError struct{ error }
 
-// signalContext is cancelled by the first SIGINT or SIGTERM; the returned
-// func tells which one arrived (0 for none).
+// signalContext is sigctx.New, with SIGPIPE asked for: a write to a
+// closed stdout or stderr (say `stepexec build . | head`) is then an EPIPE
+// error instead of death, so the build finishes and cleans up; the output
+// is just lost. Unlike ignoring it, this does not pass SIG_IGN on to the
+// steps' processes.
 func signalContext() (context.Context, func() syscall.Signal) {
-	// Asking for SIGPIPE turns a write to a closed stdout or stderr (say
-	// `stepexec build . | head`) into an EPIPE error instead of death, so
-	// the build finishes and cleans up; the output is just lost. Unlike
-	// ignoring it, this does not pass SIG_IGN on to the steps' processes.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	got := make(chan syscall.Signal, 1)
-	go func() {
-		s := <-ch
-		got <- s.(syscall.Signal)
-		cancel()
-	}()
-	return ctx, func() syscall.Signal {
-		select {
-		case s := <-got:
-			got <- s
-			return s
-		default:
-			return 0
-		}
-	}
+	return sigctx.New()
 }
 
 // openBuilder enters the user namespace (re-executing this command there
