@@ -230,6 +230,23 @@ var (
 	fileBuffers = newFreeList(2, func() *bufio.Writer { return bufio.NewWriterSize(nil, 64<<10) })
 )
 
+// restoreTarSplit gives an existing layer id the tar-split ts (the same
+// layer's, recorded again) if it has none: commitStaged writes it just
+// after the store makes the layer, so a build killed in between leaves a
+// layer without one (which its lease's collection deletes unless a
+// commit of the same layer comes first).
+func (s *Store) restoreTarSplit(id string, ts *os.File) error {
+	_, err := os.Lstat(s.tarSplitPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return s.writeTarSplit(id, ts)
+	}
+	return err
+}
+
+func (s *Store) tarSplitPath(id string) string {
+	return filepath.Join(s.graphRoot, "overlay-layers", id+".tar-split.gz")
+}
+
 // writeTarSplit stores the tar-split metadata ts (uncompressed JSON lines)
 // of layer id where the store reads it, as ApplyStagedLayer does when
 // handed the DiffOutput's TarSplit (whose pgzip writer allocated ~4 MB
@@ -238,7 +255,7 @@ var (
 // in the snapshot's directory (which is removed with whatever a crash
 // leaves there) and renamed, so the store's file is whole or absent.
 func (s *Store) writeTarSplit(id string, ts *os.File) (err error) {
-	final := filepath.Join(s.graphRoot, "overlay-layers", id+".tar-split.gz")
+	final := s.tarSplitPath(id)
 	tmp, err := os.OpenFile(filepath.Join(filepath.Dir(ts.Name()), "tar-split.gz"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("storing the tar-split of layer %s: %w", id, err)

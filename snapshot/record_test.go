@@ -17,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
+	"golang.org/x/sys/unix"
 )
 
 // tarSplitOf is the reference: tar-split's disassembler run over the tar
@@ -165,4 +166,45 @@ func TestParallelHashMatchesSHA256(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCommitRestoresAMissingTarSplit: a layer left without its tar-split
+// (a build killed between the store making it and commitStaged writing
+// the tar-split) gets it back from the next commit of the same layer,
+// which reuses it.
+func TestCommitRestoresAMissingTarSplit(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	commitSame := func(key string) Committed {
+		t.Helper()
+		snap, err := s.Prepare(ctx, key, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeTree(t, snap.Dir, map[string]string{"a/f": "the same content"})
+		ts := []unix.Timespec{unix.NsecToTimespec(fixedTime.UnixNano()), unix.NsecToTimespec(fixedTime.UnixNano())}
+		for _, p := range []string{"a/f", "a"} {
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(snap.Dir, p), ts, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := s.Commit(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := commitSame("first")
+	ts := s.tarSplitPath(first.Layer.ID)
+	if err := os.Remove(ts); err != nil {
+		t.Fatalf("the committed layer has no tar-split where the store keeps it: %v", err)
+	}
+	second := commitSame("second")
+	if !second.Reused || second.Layer.ID != first.Layer.ID {
+		t.Fatalf("the second commit made %+v, want layer %s reused", second, first.Layer.ID)
+	}
+	if _, err := os.Stat(ts); err != nil {
+		t.Fatalf("the reused layer's tar-split was not restored: %v", err)
+	}
+	readLayer(t, s, first.Layer.ID) // its Diff must hash to its DiffID
 }

@@ -377,6 +377,9 @@ func (s *Store) storeLayer(key string, st *snapState, id string, rec *layerRecor
 		return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, err)
 	}
 	if l, ok, err := s.existing(id, rec.diffID, opts.Names); err != nil || ok {
+		if err == nil {
+			err = s.restoreTarSplit(id, rec.tarSplit)
+		}
 		c.Layer, c.Reused = l, ok
 		return c, err
 	}
