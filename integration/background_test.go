@@ -167,9 +167,12 @@ func (b *background) kill(t *testing.T, a *account, target int) []int {
 	return pids
 }
 
-// groupMembers lists the live processes of process group pgid.
-func groupMembers(pgid int) []int {
-	var out []int
+// procStat is a live process's pid, parent and process group.
+type procStat struct{ pid, ppid, pgrp int }
+
+// procStats reads every live process's procStat from /proc.
+func procStats() []procStat {
+	var out []procStat
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, p := range stats {
 		raw, err := os.ReadFile(p)
@@ -177,11 +180,40 @@ func groupMembers(pgid int) []int {
 			continue
 		}
 		s := string(raw)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // state ppid pgrp …
+		if len(f) > 2 {
 			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			out = append(out, pid)
+			ppid, _ := strconv.Atoi(f[1])
+			pgrp, _ := strconv.Atoi(f[2])
+			out = append(out, procStat{pid, ppid, pgrp})
 		}
+	}
+	return out
+}
+
+// groupMembers lists the live processes of process group pgid.
+func groupMembers(pgid int) []int {
+	var out []int
+	for _, p := range procStats() {
+		if p.pgrp == pgid {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// descendants lists the live processes below pid (children, theirs, …),
+// whatever their group or session.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	for _, p := range procStats() {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	var out []int
+	for todo := children[pid]; len(todo) > 0; {
+		p := todo[0]
+		todo = append(todo[1:], children[p]...)
+		out = append(out, p)
 	}
 	return out
 }
