@@ -66,7 +66,7 @@ func setup() (int, error) {
 	} else {
 		// Build into a directory every test user can read.
 		binary = filepath.Join(binDir, "stepexec")
-		// As users get it: with the small init embedded.
+		// As users get it: with the small init appended.
 		cmd := exec.Command("scripts/build.sh", binary)
 		cmd.Dir = repo
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

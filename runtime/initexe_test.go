@@ -3,7 +3,7 @@ package runtime
 import (
 	"bytes"
 	"context"
-	_ "embed"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -28,7 +28,7 @@ var smallInitOnce struct {
 }
 
 // smallInitBinary returns cmd/stepexec-init's bytes, as scripts/build.sh
-// embeds them.
+// appends them.
 func smallInitBinary(t testing.TB) []byte {
 	t.Helper()
 	smallInitOnce.Do(func() {
@@ -110,29 +110,55 @@ func TestSmallInitRefused(t *testing.T) {
 	}
 }
 
-// binaryData is in the test binary's data, embedded as the small init is
-// in stepexec's.
-//
-//go:embed initexe.go
-var binaryData []byte
-
-// TestFileSourceOfBinaryData: bytes of the binary's own data are found in
-// its file, and the memfd copied from there holds them.
-func TestFileSourceOfBinaryData(t *testing.T) {
-	src := fileSource(binaryData)
-	if src == nil {
-		t.Fatal("the binary's data not found in its file")
+// withTrailer writes a file of prefix, then init, then the trailer
+// scripts/build.sh appends (size: the size it states).
+func withTrailer(t *testing.T, prefix, init []byte, size int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "binary")
+	b := append(append(bytes.Clone(prefix), init...), fmt.Sprintf("\n%s%016x\n", initTrailerMagic, size)...)
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	f, err := stepinit.SealedMemfd("test", binaryData, false, src)
+	return path
+}
+
+// TestAppendedInit: the small init appended to a binary is found from its
+// trailer and copied into the memfd whole; a file without one has none,
+// and a damaged trailer or a non-ELF init is an error.
+func TestAppendedInit(t *testing.T) {
+	prefix := bytes.Repeat([]byte("the builder's own ELF image "), 1000)
+	init := append([]byte("\x7fELF"), bytes.Repeat([]byte{0xab, 0xcd, 0xef}, 5000)...)
+	path := withTrailer(t, prefix, init, len(init))
+	src, err := appendedInit(path)
+	if err != nil || src == nil {
+		t.Fatalf("appendedInit = %v, %v", src, err)
+	}
+	if src.Offset != int64(len(prefix)) || src.Size != len(init) {
+		t.Errorf("found %d bytes at %d, want %d at %d", src.Size, src.Offset, len(init), len(prefix))
+	}
+	f, err := stepinit.SealedMemfd("test", nil, false, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	got, err := io.ReadAll(f)
-	if err != nil || !bytes.Equal(got, binaryData) {
-		t.Errorf("copy: %d bytes, %v", len(got), err)
+	if got, err := io.ReadAll(f); err != nil || !bytes.Equal(got, init) {
+		t.Errorf("memfd holds %d bytes (%v), want the %d of the init", len(got), err, len(init))
 	}
-	if fileSource(bytes.Clone(binaryData)) != nil {
-		t.Error("a heap copy taken for file data")
+
+	none := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(none, prefix, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if src, err := appendedInit(none); src != nil || err != nil {
+		t.Errorf("a file without a trailer: %+v, %v", src, err)
+	}
+	for name, path := range map[string]string{
+		"size past the start": withTrailer(t, prefix, init, len(prefix)+len(init)+1),
+		"not ELF":             withTrailer(t, prefix, init[1:], len(init)-1),
+		"wrong size":          withTrailer(t, prefix, init, len(init)-3),
+	} {
+		if src, err := appendedInit(path); err == nil {
+			t.Errorf("%s: %+v, no error", name, src)
+		}
 	}
 }

@@ -71,7 +71,7 @@ import (
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		// This is a step's pid 1, child of the builder (see watcher.go),
-		// running from this binary: no small init was embedded (see
+		// running from this binary: no small init was appended (see
 		// initexe.go), or this is a test binary.
 		stepinit.Main() // never returns
 	}
@@ -193,7 +193,7 @@ func New(opts Options) (*Runtime, error) {
 		realRoot:   os.Geteuid() == 0 && !userns.InUserNamespace(),
 		seccomp:    sc,
 		filter:     precompiled{cacheDir: opts.FilterCache},
-		initExe:    smallInit{exe: embeddedInit},
+		initExe:    smallInit{},
 	}
 	for _, d := range []string{r.containers, r.files} {
 		if err := os.MkdirAll(d, 0o711); err != nil {

@@ -13,12 +13,17 @@ export CGO_ENABLED=1
 out=${1:-stepexec}
 version=$(git describe --always --dirty 2>/dev/null || echo dev)
 tags=$(cat scripts/build-tags)
-# Each RUN step's init runs cmd/stepexec-init, embedded (runtime/initexe.go):
-# a Go start of the init alone instead of the whole builder's (~2 ms a step).
-# Renamed into place: concurrent builds in one checkout never embed half a file.
-init_tmp=runtime/.stepexec-init.bin.$$
-trap 'rm -f "$init_tmp"' EXIT
+# Each RUN step's init runs cmd/stepexec-init, appended to the binary with
+# a trailer (runtime/initexe.go): a Go start of the init alone instead of
+# the whole builder's (~2 ms a step). Built under temporary names and
+# renamed into place: a concurrent build never sees half a binary.
+init_tmp=$(mktemp "${TMPDIR:-/tmp}/stepexec-init.XXXXXX")
+out_tmp="$out.tmp.$$"
+trap 'rm -f "$init_tmp" "$out_tmp"' EXIT
 go build -trimpath -tags "$tags" -ldflags "-s -w" -o "$init_tmp" ./cmd/stepexec-init
-mv -f "$init_tmp" runtime/stepexec-init.bin
-go build -trimpath -tags "$tags stepexec_initexe" -ldflags "-s -w -X main.version=$version" -o "$out" ./cmd/stepexec
+go build -trimpath -tags "$tags" -ldflags "-s -w -X main.version=$version" -o "$out_tmp" ./cmd/stepexec
+init_size=$(stat -c %s "$init_tmp")
+cat "$init_tmp" >>"$out_tmp"
+printf '\nSTEPEXEC-INIT:%016x\n' "$init_size" >>"$out_tmp"
+mv -f "$out_tmp" "$out"
 echo "built $out"

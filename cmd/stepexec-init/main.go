@@ -1,5 +1,5 @@
 // Command stepexec-init is a RUN step's init process, and the step
-// watcher: stepexec's binary embeds it (scripts/build.sh builds it first)
+// watcher: stepexec's binary carries it (scripts/build.sh appends it)
 // and runs it for both instead of starting the whole builder again.
 // See runtime/stepinit and runtime/initexe.go.
 package main

@@ -149,18 +149,22 @@ func (f *Filter) Load() error {
 	return err
 }
 
-// Source is where a file holds a copy of the bytes SealedMemfd is given:
-// the kernel then copies them from there. Check compares the copy's first
-// and last (up to) 4096 bytes with the expected ones.
+// Source is where a file holds the bytes of a SealedMemfd: the kernel
+// copies them from there. Size is their length when SealedMemfd is given
+// no bytes. Check, if set, compares the copy's first and last (up to)
+// 4096 bytes with the expected ones.
 type Source struct {
 	Path   string
 	Offset int64
+	Size   int
 	Check  func(head, tail []byte) bool
 }
 
 // SealedMemfd returns a memfd named name holding b, sealed against any
 // change; exec makes it executable where the kernel asks (MFD_EXEC, 6.3+).
-// With src the bytes are copied from there, else from b.
+// With src the bytes are copied from there, else from b; given both, b
+// is the fallback should the copy fail, and given src alone (b nil) the
+// copy must succeed.
 func SealedMemfd(name string, b []byte, exec bool, src *Source) (*os.File, error) {
 	flags := unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
 	fd, err := unix.MemfdCreate(name, flags|mfdExec(exec))
@@ -171,7 +175,19 @@ func SealedMemfd(name string, b []byte, exec bool, src *Source) (*os.File, error
 		return nil, fmt.Errorf("memfd_create %s: %w", name, err)
 	}
 	file := os.NewFile(uintptr(fd), name)
-	if src == nil || copyFrom(file, *src, len(b)) != nil {
+	n := len(b)
+	if b == nil && src != nil {
+		n = src.Size
+	}
+	copyErr := errors.New("no source")
+	if src != nil {
+		copyErr = copyFrom(file, *src, n)
+	}
+	if copyErr != nil && b == nil && src != nil {
+		file.Close()
+		return nil, fmt.Errorf("copying %d bytes of %s at %d into memfd %s: %w", n, src.Path, src.Offset, name, copyErr)
+	}
+	if copyErr != nil {
 		if err := file.Truncate(0); err != nil {
 			file.Close()
 			return nil, fmt.Errorf("truncating memfd %s: %w", name, err)
