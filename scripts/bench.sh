@@ -81,6 +81,7 @@ on_signal() {
   exit 1
 }
 trap cleanup EXIT
+# shellcheck disable=SC2064 # $sig is meant to expand now, once per signal
 for sig in INT TERM ALRM; do trap "on_signal $sig" "$sig"; done
 # The watchdog bounds the whole run; its own trap takes its sleep with it.
 ( trap 'kill "$s" 2>/dev/null; wait "$s"; exit 0' TERM; sleep "$budget" & s=$!; wait "$s" && kill -ALRM $$ ) &
@@ -237,7 +238,7 @@ tree_rss() {
       q=$p
       while [ -n "$q" ] && [ "$q" -gt 1 ] && [ "$q" != "$root" ]; do q=${par[$q]:-}; done
       [ "$q" = "$root" ] || continue
-      h=0 rr=0 name=?
+      h=0 rr=0 name='?'
       while read -r k v _; do
         case $k in Name:) name=$v ;; VmHWM:) h=$v ;; VmRSS:) rr=$v ;; esac
       done 2>/dev/null <"/proc/$p/status" || continue

@@ -13,6 +13,7 @@ export CGO_ENABLED=1
 if [ "$(id -u)" -eq 0 ]; then
   scripts/setup-host.sh --test-user "${STEPEXEC_TEST_USER:-stepexec-ci}"
 fi
+# shellcheck disable=SC2046 # one word per file name (none has spaces)
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
   echo "gofmt needed: $unformatted" >&2
