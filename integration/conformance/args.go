@@ -94,7 +94,11 @@ func (p *Prepared) BuildKitArgs(output string, port int) ([]string, error) {
 // BuildahArgs is the `buildah bud` command line (as `buildah bud` has no
 // build-arg files in 1.28, they are resolved here).
 func (p *Prepared) BuildahArgs(tag string, port int) ([]string, error) {
-	args := []string{"bud", "--layers", "--pull=never", "--network=host", "--format=docker", "-t", tag}
+	// --no-cache: buildah 1.28 reuses the layers of earlier runs, and then
+	// a bind mount from a stage whose step was a cache hit finds nothing
+	// ("couldn't find .../merged/made", 71-mount-bind), so its results
+	// would depend on what an earlier run on the machine left.
+	args := []string{"bud", "--layers", "--no-cache", "--pull=never", "--network=host", "--format=docker", "-t", tag}
 	if p.Dockerfile != "" {
 		args = append(args, "-f", p.Dockerfile)
 	}

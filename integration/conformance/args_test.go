@@ -63,7 +63,7 @@ func TestBuilderArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check("buildah", bh, "bud --layers --pull=never --network=host --format=docker -t tag -f R/df/Build.Dockerfile --target t "+
+	check("buildah", bh, "bud --layers --no-cache --pull=never --network=host --format=docker -t tag -f R/df/Build.Dockerfile --target t "+
 		"--build-arg F=1 --build-arg A=1 --build-arg E=e --secret id=f,src=R/s.txt --secret id=v,env=E R/ctx")
 	if env := strings.Join(p.Environ([]string{"HOME=/h"}), " "); env != "HOME=/h E=e" {
 		t.Errorf("environ %s", env)
