@@ -378,7 +378,9 @@ func (s *Store) storeLayer(key string, st *snapState, id string, rec *layerRecor
 	}
 	if l, ok, err := s.existing(id, rec.diffID, opts.Names); err != nil || ok {
 		if err == nil {
-			err = s.restoreTarSplit(id, rec.tarSplit)
+			if rerr := s.restoreTarSplit(id, rec.tarSplit); rerr != nil {
+				return Committed{}, fmt.Errorf("snapshot: Commit %q: %w", key, rerr)
+			}
 		}
 		c.Layer, c.Reused = l, ok
 		return c, err
